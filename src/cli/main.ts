@@ -1,0 +1,172 @@
+// The `gatehouse` command (ARCHITECTURE.md §2). Every command takes the same settings flags;
+// results go to stdout, logs and errors to stderr. Exit codes: 0 ok, 1 runtime failure,
+// 2 bad settings or usage.
+import { Command, CommanderError, Option } from 'commander';
+import { createApiToken, PermissionError } from '../api/api-tokens.ts';
+import { PERMISSION_GROUPS } from '../api/permissions.ts';
+import { ConfigError, loadSettings, type SettingFlags, type Settings } from '../config/settings.ts';
+import { openGateway, openStore } from '../gateway.ts';
+import { MasterKeyError } from '../keys/master-key.ts';
+import { createLogger, type Logger } from '../logging.ts';
+import { createServer } from '../server.ts';
+import { StoreError } from '../store/store.ts';
+
+function withSettingsOptions(command: Command): Command {
+  return command
+    .option('--config <file>', 'YAML or JSON config file (env GATEHOUSE_CONFIG)')
+    .option(
+      '--listen <host:port>',
+      'address of the HTTP listener (env GATEHOUSE_LISTEN, default 127.0.0.1:8080)',
+    )
+    .option(
+      '--team-domain <origin>',
+      'team domain origin (env GATEHOUSE_TEAM_DOMAIN, default http://auth.localhost:8080)',
+    )
+    .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR, default ./data)')
+    .option('--database-url <url>', 'sqlite:<file> or postgres://… (env GATEHOUSE_DATABASE_URL)')
+    .option('--api-listen <host:port>', 'extra listener serving only /client/v4 (env GATEHOUSE_API_LISTEN)')
+    .addOption(
+      new Option('--log-level <level>', 'log level (env GATEHOUSE_LOG_LEVEL, default info)').choices([
+        'fatal',
+        'error',
+        'warn',
+        'info',
+        'debug',
+        'trace',
+        'silent',
+      ]),
+    );
+}
+
+function settingsFrom(command: Command): Settings {
+  return loadSettings(command.opts() as SettingFlags);
+}
+
+async function start(command: Command): Promise<void> {
+  const settings = settingsFrom(command);
+  const logger = createLogger(settings.logLevel);
+  const gateway = await openGateway(settings, logger, { maintenance: true });
+  const server = await createServer(gateway, logger);
+  const bound = await server.listen();
+  logger.info(
+    {
+      accountId: gateway.account.accountId,
+      teamDomain: settings.teamDomain,
+      listen: bound.listen,
+      apiListen: bound.apiListen,
+      database: gateway.store.dialect,
+    },
+    `Gatehouse is running: team domain ${settings.teamDomain}, listening on ${bound.listen}`,
+  );
+  await waitForSignal(logger);
+  await server.close();
+  logger.info('stopped');
+}
+
+function waitForSignal(logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, 'shutting down: no new connections, finishing requests in flight');
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      resolve();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+export function buildProgram(): Command {
+  const program = new Command('gatehouse')
+    .description('Self-hosted identity-aware access gateway, compatible with Cloudflare Access')
+    .version('0.1.0')
+    .showHelpAfterError();
+
+  withSettingsOptions(
+    program.command('start').description('run the gateway (proxy, team domain, API)'),
+  ).action((_options, command: Command) => start(command));
+
+  withSettingsOptions(
+    program.command('migrate').description('apply database migrations (start does it too)'),
+  ).action(async (_options, command: Command) => {
+    const { store } = await openStore(settingsFrom(command));
+    await store.close();
+    process.stderr.write('migrations applied\n');
+  });
+
+  const keys = program.command('keys').description('signing keys');
+  withSettingsOptions(keys.command('rotate').description('rotate the signing key now')).action(
+    async (_options, command: Command) => {
+      const settings = settingsFrom(command);
+      const gateway = await openGateway(settings, createLogger(settings.logLevel));
+      try {
+        const kid = await gateway.keys.rotate();
+        process.stdout.write(`${kid}\n`);
+        process.stderr.write(
+          'rotated: the new key signs from now on; the previous one is honoured for 7 days\n',
+        );
+      } finally {
+        await gateway.close();
+      }
+    },
+  );
+
+  const apiToken = program.command('api-token').description('management API tokens');
+  withSettingsOptions(
+    apiToken
+      .command('create')
+      .description('create a management API token and print its secret (shown once) on stdout')
+      .requiredOption('--name <name>', 'a name for the token')
+      .requiredOption(
+        '--permission <group>',
+        `permission group, repeatable; one of: ${PERMISSION_GROUPS.join('; ')}`,
+        (value: string, previous: string[] = []) => [...previous, value],
+      ),
+  ).action(async (options: { name: string; permission: string[] }, command: Command) => {
+    const { store, repos, account } = await openStore(settingsFrom(command));
+    try {
+      const { secret } = await createApiToken(repos.apiTokens, {
+        accountId: account.accountId,
+        name: options.name,
+        permissions: options.permission,
+      });
+      process.stdout.write(`${secret}\n`);
+    } finally {
+      await store.close();
+    }
+  });
+
+  withSettingsOptions(
+    program.command('demo').description('run the gateway with example apps and an MCP server'),
+  ).action(() => {
+    process.stderr.write(
+      'gatehouse demo is coming soon: it lands with the MCP work (see the feature status table in README.md).\n',
+    );
+  });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram().exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version exit 0; usage errors were already printed by commander.
+      process.exitCode = error.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    const known =
+      error instanceof ConfigError
+        ? 2
+        : error instanceof PermissionError
+          ? 2
+          : error instanceof StoreError || error instanceof MasterKeyError
+            ? 1
+            : null;
+    process.stderr.write(`gatehouse: error: ${(error as Error).message}\n`);
+    if (known === null) process.stderr.write(`${(error as Error).stack ?? ''}\n`);
+    process.exitCode = known ?? 1;
+  }
+}
