@@ -18,7 +18,9 @@ export interface TestDatabase {
 export const postgresServerUrl = process.env.GATEHOUSE_TEST_DATABASE_URL;
 
 /** The database kinds to run a suite against: SQLite always, PostgreSQL when configured. */
-export const databaseKinds: ('sqlite' | 'postgres')[] = postgresServerUrl ? ['sqlite', 'postgres'] : ['sqlite'];
+export const databaseKinds: ('sqlite' | 'postgres')[] = postgresServerUrl
+  ? ['sqlite', 'postgres']
+  : ['sqlite'];
 
 export function tempDir(prefix = 'gatehouse-test-'): { dir: string; cleanup(): void } {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
