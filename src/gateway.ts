@@ -2,12 +2,22 @@
 // key ring. Each failure stops start-up with a message that says what to do.
 import type { Settings } from './config/settings.ts';
 import { KeyRing } from './keys/keyring.ts';
-import { loadMasterKey } from './keys/master-key.ts';
+import { loadMasterKey, type MasterKey } from './keys/master-key.ts';
 import type { Logger } from './logging.ts';
+import { ConfigSnapshots } from './snapshot/snapshot.ts';
+import { AccessRequestRepository } from './store/repositories/access-requests.ts';
 import { type Account, AccountRepository } from './store/repositories/accounts.ts';
 import { ApiTokenRepository } from './store/repositories/api-tokens.ts';
+import { AppRepository } from './store/repositories/apps.ts';
+import { AuditLogRepository } from './store/repositories/audit-log.ts';
+import { GatewayListRepository } from './store/repositories/gateway-lists.ts';
+import { GroupRepository } from './store/repositories/groups.ts';
+import { IdentityProviderRepository } from './store/repositories/identity-providers.ts';
 import { IngressRepository } from './store/repositories/ingress.ts';
+import { PolicyRepository } from './store/repositories/policies.ts';
+import { ServiceTokenRepository } from './store/repositories/service-tokens.ts';
 import { SigningKeyRepository } from './store/repositories/signing-keys.ts';
+import { UserRepository } from './store/repositories/users.ts';
 import { Store } from './store/store.ts';
 
 export interface Repositories {
@@ -15,6 +25,15 @@ export interface Repositories {
   signingKeys: SigningKeyRepository;
   apiTokens: ApiTokenRepository;
   ingress: IngressRepository;
+  apps: AppRepository;
+  policies: PolicyRepository;
+  groups: GroupRepository;
+  auditLog: AuditLogRepository;
+  serviceTokens: ServiceTokenRepository;
+  identityProviders: IdentityProviderRepository;
+  users: UserRepository;
+  accessRequests: AccessRequestRepository;
+  lists: GatewayListRepository;
 }
 
 export interface Gateway {
@@ -23,6 +42,10 @@ export interface Gateway {
   repos: Repositories;
   account: Account;
   keys: KeyRing;
+  /** Encrypts secrets at rest that must be used in clear later (src/keys/sealed.ts). */
+  masterKey: MasterKey;
+  /** The proxy's in-memory configuration, rebuilt on change notifications. */
+  snapshot: ConfigSnapshots;
   close(): Promise<void>;
 }
 
@@ -38,6 +61,15 @@ export async function openStore(
       signingKeys: new SigningKeyRepository(store),
       apiTokens: new ApiTokenRepository(store),
       ingress: new IngressRepository(store),
+      apps: new AppRepository(store),
+      policies: new PolicyRepository(store),
+      groups: new GroupRepository(store),
+      auditLog: new AuditLogRepository(store),
+      serviceTokens: new ServiceTokenRepository(store),
+      identityProviders: new IdentityProviderRepository(store),
+      users: new UserRepository(store),
+      accessRequests: new AccessRequestRepository(store),
+      lists: new GatewayListRepository(store),
     };
     const account = await repos.accounts.ensure({
       authDomain: settings.teamDomain,
@@ -78,14 +110,20 @@ export async function openGateway(
       (await repos.accounts.get())?.keyRotationIntervalDays ?? settings.keyRotationIntervalDays;
     await keys.start(options.maintenance ? { refreshMs: 60_000, rotationIntervalDays } : {});
     if (options.maintenance) await keys.rotateIfDue(await rotationIntervalDays());
+    const snapshot = await ConfigSnapshots.start(store, repos, account.accountId, {
+      onError: (error) => logger.error({ err: error }, 'could not rebuild the configuration snapshot'),
+    });
     return {
       settings,
       store,
       repos,
       account,
       keys,
+      masterKey: master,
+      snapshot,
       async close() {
         keys.stop();
+        await snapshot.close();
         await store.close();
       },
     };

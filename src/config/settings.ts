@@ -117,15 +117,15 @@ export function loadSettings(flags: SettingFlags = {}, env: NodeJS.ProcessEnv = 
     const key = issue.path.join('.') || '(top level)';
     const source = describeSource(String(issue.path[0] ?? ''), fromFlags, fromEnv, configPath);
     if (issue.code === 'unrecognized_keys') {
-      const known = Object.keys(settingNames).join(', ');
+      // Nested objects (an ingress rule, originRequest, smtp) list their own keys, not the top level's.
+      const known = knownKeysAt(issue.path).join(', ');
+      const where = key === '(top level)' ? '' : ` in ${key}`;
       throw new ConfigError(
-        `unknown setting ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}${key === '(top level)' ? '' : ` in ${key}`}${source}; known settings: ${known}`,
+        `unknown setting ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}${where}${source}; known settings${where}: ${known}`,
       );
     }
-    const value = valueAt(merged, issue.path);
-    throw new ConfigError(
-      `invalid setting ${key} = ${JSON.stringify(value) ?? 'undefined'}${source}: ${issue.message}`,
-    );
+    const value = displayValue(issue.path, valueAt(merged, issue.path));
+    throw new ConfigError(`invalid setting ${key} = ${value}${source}: ${issue.message}`);
   }
   const settings = parsed.data;
   const team = normaliseTeamDomain(settings.teamDomain)!;
@@ -188,6 +188,33 @@ function describeSource(
   if (names && key in flags) return ` (from flag ${names.flag})`;
   if (names && key in env) return ` (from ${names.env})`;
   return configPath ? ` (from config file ${configPath})` : '';
+}
+
+/** A value for an error message without its secrets: the master key is never shown, URL passwords are masked. */
+function displayValue(at: PropertyKey[], value: unknown): string {
+  if (at[0] === 'masterKey') {
+    return typeof value === 'string'
+      ? `[redacted ${value.length}-character value]`
+      : `[redacted ${typeof value}]`;
+  }
+  return (JSON.stringify(value) ?? 'undefined')
+    .replace(/(\/\/[^:/?#@\s"]*:)[^/?#\s"]*@/g, '$1***@')
+    .replace(/([?&]password=)[^&#\s"]*/gi, '$1***');
+}
+
+/** The keys the object at `at` accepts (e.g. `ingress.0.originRequest`), read from the schema. */
+function knownKeysAt(at: PropertyKey[]): string[] {
+  type Node = { def?: { innerType?: Node; element?: Node; shape?: Record<string, Node> } } | undefined;
+  let node = settingsSchema as unknown as Node;
+  const unwrap = () => {
+    while (node?.def?.innerType) node = node.def.innerType; // optional, default
+  };
+  for (const step of at) {
+    unwrap();
+    node = node?.def?.element ?? node?.def?.shape?.[String(step)];
+  }
+  unwrap();
+  return Object.keys(node?.def?.shape ?? {});
 }
 
 function valueAt(data: unknown, at: PropertyKey[]): unknown {

@@ -95,11 +95,9 @@ export class KeyRing {
       format: 'der',
       type: 'pkcs8',
     });
-    const current = { ...toPublicEntry(currentRow), privateKey, createdAt: currentRow.created_at };
-    this.current = current;
-    this.published = previousRow
-      ? [toPublicEntry(currentRow), toPublicEntry(previousRow)]
-      : [toPublicEntry(currentRow)];
+    const currentEntry = toPublicEntry(currentRow);
+    this.current = { ...currentEntry, privateKey, createdAt: currentRow.created_at };
+    this.published = previousRow ? [currentEntry, toPublicEntry(previousRow)] : [currentEntry];
     const kids = this.published.map((entry) => entry.kid).join(',');
     if (kids !== this.loadedKids) {
       this.loadedKids = kids;

@@ -1,6 +1,6 @@
 // In-code migrations, run by Kysely's Migrator. Each later issue appends its own migration
 // (never edits a shipped one); names sort in the order they must run.
-import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import type { ColumnDefinitionBuilder, Kysely, Migration, MigrationProvider } from 'kysely';
 
 // biome-ignore lint/suspicious/noExplicitAny: migrations are written against no fixed schema.
 type AnyDb = Kysely<any>;
@@ -71,9 +71,326 @@ const foundation: Migration = {
   },
 };
 
-/** All migrations, in order. Later issues add entries here: `'0002_apps_and_policies': …`. */
+// Access applications, policies (reusable and app-scoped), their links, groups, and the
+// management API's audit log.
+const access: Migration = {
+  async up(db: AnyDb) {
+    const accountId = (c: ColumnDefinitionBuilder) =>
+      c.notNull().references('accounts.account_id').onDelete('cascade');
+
+    await db.schema
+      .createTable('apps')
+      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
+      .addColumn('account_id', 'varchar(32)', accountId)
+      .addColumn('aud', 'varchar(64)', (c) => c.notNull().unique())
+      .addColumn('type', 'text', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('domain', 'text')
+      .addColumn('config', 'text', (c) => c.notNull())
+      .addColumn('saas_client_id', 'varchar(64)', (c) => c.unique())
+      .addColumn('saas_client_secret_hash', 'varchar(64)')
+      .addColumn('tokens_revoked_at', 'text')
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('apps_account_created')
+      .on('apps')
+      .columns(['account_id', 'created_at'])
+      .execute();
+
+    await db.schema
+      .createTable('policies')
+      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
+      .addColumn('account_id', 'varchar(32)', accountId)
+      // An app-scoped policy lives and dies with its app.
+      .addColumn('app_id', 'varchar(36)', (c) => c.references('apps.id').onDelete('cascade'))
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('decision', 'text', (c) => c.notNull())
+      .addColumn('include', 'text', (c) => c.notNull())
+      .addColumn('exclude', 'text', (c) => c.notNull())
+      .addColumn('require', 'text', (c) => c.notNull())
+      .addColumn('session_duration', 'text')
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('policies_account_app')
+      .on('policies')
+      .columns(['account_id', 'app_id'])
+      .execute();
+
+    await db.schema
+      .createTable('app_policies')
+      .addColumn('app_id', 'varchar(36)', (c) => c.notNull().references('apps.id').onDelete('cascade'))
+      // No cascade: a policy still attached to an app cannot be deleted (the API refuses first),
+      // because silently dropping a Block policy would widen access.
+      .addColumn('policy_id', 'varchar(36)', (c) => c.notNull().references('policies.id'))
+      .addColumn('account_id', 'varchar(32)', accountId)
+      .addColumn('precedence', 'integer', (c) => c.notNull())
+      .addPrimaryKeyConstraint('app_policies_pk', ['app_id', 'policy_id'])
+      .addUniqueConstraint('app_policies_precedence', ['app_id', 'precedence'])
+      .execute();
+    await db.schema.createIndex('app_policies_policy').on('app_policies').column('policy_id').execute();
+
+    await db.schema
+      .createTable('access_groups')
+      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
+      .addColumn('account_id', 'varchar(32)', accountId)
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('include', 'text', (c) => c.notNull())
+      .addColumn('exclude', 'text', (c) => c.notNull())
+      .addColumn('require', 'text', (c) => c.notNull())
+      .addColumn('is_default', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .execute();
+
+    await db.schema
+      .createTable('api_audit_log')
+      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
+      .addColumn('account_id', 'varchar(32)', accountId)
+      .addColumn('token_id', 'varchar(32)', (c) => c.notNull())
+      .addColumn('action', 'text', (c) => c.notNull())
+      .addColumn('resource_type', 'text', (c) => c.notNull())
+      .addColumn('resource_id', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('api_audit_log_account_created')
+      .on('api_audit_log')
+      .columns(['account_id', 'created_at'])
+      .execute();
+  },
+  async down(db: AnyDb) {
+    for (const table of ['api_audit_log', 'access_groups', 'app_policies', 'policies', 'apps']) {
+      await db.schema.dropTable(table).execute();
+    }
+  },
+};
+
+// Service tokens, identity providers, users, the access log, Zero Trust lists, and the
+// organization settings and tunnel version on the account (API issue, part B).
+const credentialsDirectory: Migration = {
+  async up(db: AnyDb) {
+    const accountId = (c: ColumnDefinitionBuilder) =>
+      c.notNull().references('accounts.account_id').onDelete('cascade');
+
+    // SQLite's ALTER TABLE adds one column per statement.
+    for (const [name, type, value] of [
+      ['auto_redirect_to_identity', 'integer', 0],
+      ['is_ui_read_only', 'integer', 0],
+      ['strict_service_token_auth', 'integer', 0],
+      ['tunnel_config_version', 'integer', 0],
+      ['login_design', 'text', '{}'],
+      ['custom_pages', 'text', '{}'],
+    ] as const) {
+      await db.schema
+        .alterTable('accounts')
+        .addColumn(name, type, (c) => c.notNull().defaultTo(value))
+        .execute();
+    }
+    for (const name of ['ui_read_only_toggle_reason', 'user_seat_expiration_inactive_time']) {
+      await db.schema.alterTable('accounts').addColumn(name, 'text').execute();
+    }
+
+    await db.schema
+      .createTable('service_tokens')
+      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
+      .addColumn('account_id', 'varchar(32)', accountId)
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('client_id', 'varchar(64)', (c) => c.notNull().unique())
+      .addColumn('secret_hash', 'varchar(64)', (c) => c.notNull())
+      .addColumn('previous_secret_hash', 'varchar(64)')
+      .addColumn('previous_secret_expires_at', 'text')
+      .addColumn('duration', 'text', (c) => c.notNull())
+      .addColumn('expires_at', 'text')
+      .addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1))
+      .addColumn('client_secret_version', 'integer', (c) => c.notNull().defaultTo(1))
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .addColumn('last_seen_at', 'text')
+      .execute();
+    await db.schema
+      .createIndex('service_tokens_account_created')
+      .on('service_tokens')
+      .columns(['account_id', 'created_at'])
+      .execute();
+
+    await db.schema
+      .createTable('identity_providers')
+      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
+      .addColumn('account_id', 'varchar(32)', accountId)
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('type', 'text', (c) => c.notNull())
+      .addColumn('config', 'text', (c) => c.notNull())
+      .addColumn('client_secret_encrypted', 'text')
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .execute();
+
+    await db.schema
+      .createTable('users')
+      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
+      .addColumn('account_id', 'varchar(32)', accountId)
+      .addColumn('email', 'text', (c) => c.notNull())
+      .addColumn('name', 'text')
+      .addColumn('last_successful_login', 'text')
+      .addColumn('revoked_at', 'text')
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .addUniqueConstraint('users_account_email', ['account_id', 'email'])
+      .execute();
+
+    await db.schema
+      .createTable('access_requests')
+      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
+      .addColumn('account_id', 'varchar(32)', accountId)
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('ray_id', 'text', (c) => c.notNull())
+      .addColumn('action', 'text', (c) => c.notNull())
+      .addColumn('allowed', 'integer', (c) => c.notNull())
+      .addColumn('user_email', 'text')
+      .addColumn('user_id', 'varchar(36)')
+      .addColumn('ip_address', 'text')
+      .addColumn('country', 'varchar(2)')
+      .addColumn('app_uid', 'varchar(36)')
+      .addColumn('app_domain', 'text')
+      .addColumn('app_type', 'text')
+      .addColumn('connection', 'text')
+      .addColumn('idp_id', 'varchar(36)')
+      .addColumn('non_identity', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('service_token_id', 'varchar(36)')
+      .execute();
+    await db.schema
+      .createIndex('access_requests_account_created')
+      .on('access_requests')
+      .columns(['account_id', 'created_at'])
+      .execute();
+    await db.schema
+      .createIndex('access_requests_account_email')
+      .on('access_requests')
+      .columns(['account_id', 'user_email'])
+      .execute();
+
+    await db.schema
+      .createTable('gateway_lists')
+      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
+      .addColumn('account_id', 'varchar(32)', accountId)
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('type', 'text', (c) => c.notNull())
+      .addColumn('description', 'text')
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('gateway_list_items')
+      .addColumn('list_id', 'varchar(36)', (c) =>
+        c.notNull().references('gateway_lists.id').onDelete('cascade'),
+      )
+      .addColumn('account_id', 'varchar(32)', accountId)
+      .addColumn('value', 'text', (c) => c.notNull())
+      .addColumn('description', 'text')
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('gateway_list_items_pk', ['list_id', 'value'])
+      .execute();
+  },
+  async down(db: AnyDb) {
+    for (const table of [
+      'gateway_list_items',
+      'gateway_lists',
+      'access_requests',
+      'users',
+      'identity_providers',
+      'service_tokens',
+    ]) {
+      await db.schema.dropTable(table).execute();
+    }
+    for (const column of [
+      'auto_redirect_to_identity',
+      'is_ui_read_only',
+      'strict_service_token_auth',
+      'tunnel_config_version',
+      'login_design',
+      'custom_pages',
+      'ui_read_only_toggle_reason',
+      'user_seat_expiration_inactive_time',
+    ]) {
+      await db.schema.alterTable('accounts').dropColumn(column).execute();
+    }
+  },
+};
+
+// Issue 6: the team domain's login state. Flows are short-lived (one login attempt: chosen IdP,
+// OIDC nonce, one-time PIN hash and tries); sessions are the organisation sessions behind the
+// team domain's CF_Authorization cookie, kept so logout and revocation can end them.
+const login: Migration = {
+  async up(db: AnyDb) {
+    const accountId = (c: ColumnDefinitionBuilder) =>
+      c.notNull().references('accounts.account_id').onDelete('cascade');
+
+    await db.schema
+      .createTable('login_flows')
+      .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('account_id', 'varchar(32)', accountId)
+      .addColumn('browser_hash', 'varchar(64)', (c) => c.notNull())
+      .addColumn('app_id', 'varchar(36)', (c) => c.notNull())
+      .addColumn('app_host', 'text', (c) => c.notNull())
+      .addColumn('redirect_url', 'text', (c) => c.notNull())
+      .addColumn('meta', 'text')
+      .addColumn('ip', 'text', (c) => c.notNull())
+      .addColumn('idp_id', 'varchar(36)')
+      .addColumn('nonce', 'text')
+      .addColumn('pin_email', 'text')
+      .addColumn('pin_hash', 'varchar(64)')
+      .addColumn('pin_sent_at', 'text')
+      .addColumn('pin_attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('expires_at', 'text', (c) => c.notNull())
+      .addColumn('consumed_at', 'text')
+      .execute();
+    await db.schema
+      .createIndex('login_flows_pin_email')
+      .on('login_flows')
+      .columns(['account_id', 'pin_email', 'pin_sent_at'])
+      .execute();
+    await db.schema
+      .createIndex('login_flows_pin_ip')
+      .on('login_flows')
+      .columns(['account_id', 'ip', 'pin_sent_at'])
+      .execute();
+
+    await db.schema
+      .createTable('login_sessions')
+      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
+      .addColumn('account_id', 'varchar(32)', accountId)
+      .addColumn('user_id', 'varchar(36)', (c) => c.notNull().references('users.id').onDelete('cascade'))
+      .addColumn('identity', 'text', (c) => c.notNull())
+      .addColumn('identity_nonce', 'varchar(64)', (c) => c.notNull())
+      .addColumn('ip', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('expires_at', 'text', (c) => c.notNull())
+      .addColumn('last_seen_at', 'text', (c) => c.notNull())
+      .addColumn('revoked_at', 'text')
+      .execute();
+    await db.schema
+      .createIndex('login_sessions_user')
+      .on('login_sessions')
+      .columns(['account_id', 'user_id', 'expires_at'])
+      .execute();
+  },
+  async down(db: AnyDb) {
+    await db.schema.dropTable('login_sessions').execute();
+    await db.schema.dropTable('login_flows').execute();
+  },
+};
+
+/** All migrations, in order. Later issues add entries here: `'0003_<name>': …`. */
 export const migrations: Record<string, Migration> = {
   '0001_foundation': foundation,
+  '0002_access': access,
+  '0003_credentials_directory': credentialsDirectory,
+  '0004_login': login,
 };
 
 export const migrationProvider: MigrationProvider = {

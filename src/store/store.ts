@@ -3,7 +3,15 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
+import {
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  SqliteAdapter,
+  SqliteDialect,
+  sql,
+  type Transaction,
+} from 'kysely';
 import pg from 'pg';
 import { type Change, type ChangeFeed, InProcessChangeFeed } from './changes.ts';
 import { migrationProvider } from './migrations.ts';
@@ -11,6 +19,20 @@ import type { Database } from './schema.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 export type Tx = Transaction<Database>;
+
+// SQLite runs DDL inside transactions, but Kysely's adapter says it does not, so its Migrator
+// would apply each migration statement by statement: one that fails (or a process killed)
+// halfway would leave a half-created schema that no later `migrate` can get past.
+class TransactionalDdlSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+class GatehouseSqliteDialect extends SqliteDialect {
+  override createAdapter() {
+    return new TransactionalDdlSqliteAdapter();
+  }
+}
 
 /** A database problem that stops start-up; the message names the URL with its password hidden. */
 export class StoreError extends Error {}
@@ -47,7 +69,7 @@ export class Store {
       } catch (error) {
         throw new StoreError(`cannot open database ${url}: ${(error as Error).message}`);
       }
-      const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+      const db = new Kysely<Database>({ dialect: new GatehouseSqliteDialect({ database }) });
       return new Store(db, 'sqlite', url, changes);
     }
     if (/^postgres(ql)?:\/\//.test(url)) {
@@ -115,9 +137,11 @@ export class Store {
   }
 }
 
-/** Hides the password in a database URL for messages and logs. */
+/** Hides the password in a database URL for messages and logs (any scheme, `@` in it, or `?password=`). */
 export function redactDatabaseUrl(url: string): string {
-  return url.replace(/^(postgres(?:ql)?:\/\/[^:/@]+:)[^@]*@/, '$1***@');
+  return url
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/?#@]*:)[^/?#]*@/i, '$1***@')
+    .replace(/([?&]password=)[^&#]*/gi, '$1***');
 }
 
 /** Unique-key violations, whose codes differ between the two databases. */

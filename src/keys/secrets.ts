@@ -1,0 +1,20 @@
+// Generated client secrets (OIDC SaaS apps now; service tokens later) are stored only as their
+// SHA-256 (ARCHITECTURE.md decision 9). They carry 256 random bits, so a fast hash is enough,
+// and the comparison is constant-time so response timing reveals nothing about the stored hash.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+
+/** `bytes` random bytes as lower-case hex. */
+export function randomHex(bytes: number): string {
+  return randomBytes(bytes).toString('hex');
+}
+
+export function sha256Hex(value: string): string {
+  return createHash('sha256').update(value).digest('hex');
+}
+
+/** Whether `secret` hashes to `storedHash` (hex SHA-256), in constant time. */
+export function secretMatchesHash(secret: string, storedHash: string): boolean {
+  const expected = Buffer.from(storedHash, 'hex');
+  const actual = createHash('sha256').update(secret).digest();
+  return expected.length === actual.length && timingSafeEqual(expected, actual);
+}

@@ -1,0 +1,234 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { Rule } from '../../policy/schema.ts';
+import type { PolicyDecision } from '../../policy/types.ts';
+import type { Database, PoliciesTable } from '../schema.ts';
+import { nowIso, type Store, type Tx, toCount } from '../store.ts';
+
+export interface PolicyContent {
+  name: string;
+  decision: PolicyDecision;
+  include: Rule[];
+  exclude: Rule[];
+  require: Rule[];
+  sessionDuration: string | null;
+}
+
+export interface StoredPolicy extends PolicyContent {
+  id: string;
+  accountId: string;
+  /** The owning app of an app-scoped policy; null for a reusable policy. */
+  appId: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** A policy as one app uses it: with its precedence in that app. */
+export interface AttachedPolicy extends StoredPolicy {
+  precedence: number;
+}
+
+export interface PolicyLink {
+  policyId: string;
+  precedence: number;
+}
+
+function toPolicy(row: Selectable<PoliciesTable>): StoredPolicy {
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    appId: row.app_id,
+    name: row.name,
+    decision: row.decision as PolicyDecision,
+    include: JSON.parse(row.include) as Rule[],
+    exclude: JSON.parse(row.exclude) as Rule[],
+    require: JSON.parse(row.require) as Rule[],
+    sessionDuration: row.session_duration,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+function contentColumns(content: PolicyContent) {
+  return {
+    name: content.name,
+    decision: content.decision,
+    include: JSON.stringify(content.include),
+    exclude: JSON.stringify(content.exclude),
+    require: JSON.stringify(content.require),
+    session_duration: content.sessionDuration,
+  };
+}
+
+/**
+ * Access policies (reusable and app-scoped) and the app → policy links with their precedence.
+ * Writes take the caller's transaction so the API can add its audit row.
+ */
+export class PolicyRepository {
+  constructor(private readonly store: Store) {}
+
+  async get(
+    accountId: string,
+    id: string,
+    db: Kysely<Database> = this.store.db,
+  ): Promise<StoredPolicy | null> {
+    const row = await db
+      .selectFrom('policies')
+      .selectAll()
+      .where('account_id', '=', accountId)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row ? toPolicy(row) : null;
+  }
+
+  /** Every policy of the account, reusable and app-scoped. */
+  async listAll(accountId: string, db: Kysely<Database> = this.store.db): Promise<StoredPolicy[]> {
+    const rows = await db
+      .selectFrom('policies')
+      .selectAll()
+      .where('account_id', '=', accountId)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    return rows.map(toPolicy);
+  }
+
+  /** One page of reusable policies, oldest first, each with how many apps use it. */
+  async listReusable(
+    accountId: string,
+    window: { offset: number; limit: number },
+  ): Promise<{ items: (StoredPolicy & { appCount: number })[]; total: number }> {
+    const base = this.store.db
+      .selectFrom('policies')
+      .where('account_id', '=', accountId)
+      .where('app_id', 'is', null);
+    const [rows, count] = await Promise.all([
+      base
+        .selectAll('policies')
+        .select((eb) =>
+          eb
+            .selectFrom('app_policies')
+            .whereRef('app_policies.policy_id', '=', 'policies.id')
+            .select(eb.fn.countAll().as('n'))
+            .as('app_count'),
+        )
+        .orderBy('created_at')
+        .orderBy('id')
+        .offset(window.offset)
+        .limit(window.limit)
+        .execute(),
+      base.select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow(),
+    ]);
+    return {
+      items: rows.map((row) => ({ ...toPolicy(row), appCount: toCount(row.app_count as string | number) })),
+      total: toCount(count.n as string | number),
+    };
+  }
+
+  /** The policies app `appId` uses, in ascending precedence. */
+  async listForApp(appId: string, db: Kysely<Database> = this.store.db): Promise<AttachedPolicy[]> {
+    const rows = await db
+      .selectFrom('app_policies')
+      .innerJoin('policies', 'policies.id', 'app_policies.policy_id')
+      .selectAll('policies')
+      .select('app_policies.precedence')
+      .where('app_policies.app_id', '=', appId)
+      .orderBy('app_policies.precedence')
+      .execute();
+    return rows.map((row) => ({ ...toPolicy(row), precedence: row.precedence }));
+  }
+
+  /** Every link of the account (snapshot): app id → policy ids with precedence. */
+  async listLinks(
+    accountId: string,
+    db: Kysely<Database> = this.store.db,
+  ): Promise<{ appId: string; policyId: string; precedence: number }[]> {
+    const rows = await db
+      .selectFrom('app_policies')
+      .select(['app_id', 'policy_id', 'precedence'])
+      .where('account_id', '=', accountId)
+      .orderBy('app_id')
+      .orderBy('precedence')
+      .execute();
+    return rows.map((row) => ({ appId: row.app_id, policyId: row.policy_id, precedence: row.precedence }));
+  }
+
+  /** Ids of the apps that use the policy. */
+  async appsUsing(policyId: string, db: Kysely<Database> = this.store.db): Promise<string[]> {
+    const rows = await db
+      .selectFrom('app_policies')
+      .select('app_id')
+      .where('policy_id', '=', policyId)
+      .orderBy('app_id')
+      .execute();
+    return rows.map((row) => row.app_id);
+  }
+
+  async insert(
+    tx: Tx,
+    policy: { id: string; accountId: string; appId: string | null },
+    content: PolicyContent,
+  ): Promise<void> {
+    const now = nowIso();
+    await tx
+      .insertInto('policies')
+      .values({
+        id: policy.id,
+        account_id: policy.accountId,
+        app_id: policy.appId,
+        ...contentColumns(content),
+        created_at: now,
+        updated_at: now,
+      })
+      .execute();
+  }
+
+  async replace(tx: Tx, id: string, content: PolicyContent): Promise<void> {
+    await tx
+      .updateTable('policies')
+      .set({ ...contentColumns(content), updated_at: nowIso() })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  /** Turns an app-scoped policy into a reusable one; its link to the app stays. */
+  async makeReusable(tx: Tx, id: string): Promise<void> {
+    await tx
+      .updateTable('policies')
+      .set({ app_id: null, updated_at: nowIso() })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  /** Deletes a policy that no app uses any more (links are removed first by the caller). */
+  async delete(tx: Tx, id: string): Promise<void> {
+    await tx.deleteFrom('policies').where('id', '=', id).execute();
+  }
+
+  /** Replaces the app's whole policy list. */
+  async setLinks(tx: Tx, accountId: string, appId: string, links: readonly PolicyLink[]): Promise<void> {
+    await tx.deleteFrom('app_policies').where('app_id', '=', appId).execute();
+    if (links.length === 0) return;
+    // Chunked so one statement stays under SQLite's bound-parameter limit.
+    for (let start = 0; start < links.length; start += 200) {
+      await tx
+        .insertInto('app_policies')
+        .values(
+          links.slice(start, start + 200).map((link) => ({
+            app_id: appId,
+            policy_id: link.policyId,
+            account_id: accountId,
+            precedence: link.precedence,
+          })),
+        )
+        .execute();
+    }
+  }
+
+  async unlink(tx: Tx, appId: string, policyId: string): Promise<void> {
+    await tx
+      .deleteFrom('app_policies')
+      .where('app_id', '=', appId)
+      .where('policy_id', '=', policyId)
+      .execute();
+  }
+}
