@@ -4,13 +4,24 @@
 // `--api-listen` opens a second listener that serves only `/client/v4` and health.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { API_PREFIX, managementApi } from './api/plugin.ts';
 import { formatListenAddress, parseListenAddress } from './config/listen.ts';
 import type { Gateway } from './gateway.ts';
 import type { Logger } from './logging.ts';
+import { type LoginOptions, loginRoutes } from './login/plugin.ts';
 
 /** Handles requests for application hosts; returns false when the host is not one of them. */
 export type AppHostHandler = (req: http.IncomingMessage, res: http.ServerResponse, host: string) => boolean;
+
+/** Handles HTTP/1.1 upgrades (WebSocket) for application hosts; false when the host is not one. */
+export type AppUpgradeHandler = (
+  req: http.IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  host: string,
+) => boolean;
 
 export interface GatewayServer {
   teamApp: FastifyInstance;
@@ -22,6 +33,9 @@ export interface GatewayServer {
 
 export interface ServerOptions {
   appHosts?: AppHostHandler;
+  appUpgrades?: AppUpgradeHandler;
+  /** Team-domain login: test seams (GitHub endpoints, mailer) and part B's repositories. */
+  login?: LoginOptions;
   /** How long in-flight requests may take to finish on shutdown before they are cut. */
   drainTimeoutMs?: number;
 }
@@ -42,6 +56,8 @@ export async function createServer(
     genReqId: () => crypto.randomUUID(),
   });
   registerCoreRoutes(teamApp, gateway);
+  teamApp.register(loginRoutes(gateway, logger, options.login));
+  teamApp.register(managementApi(gateway), { prefix: API_PREFIX });
   await teamApp.ready();
 
   const notFound = (res: http.ServerResponse) => {
@@ -70,8 +86,24 @@ export async function createServer(
       })
     : null;
   main.keepAliveTimeout = 5_000;
+  // Without an 'upgrade' listener Node answers upgrade requests as plain requests; with it, the
+  // socket is ours: application hosts proxy it, anything else is refused and closed.
+  main.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const host = normaliseHost(req.headers.host, defaultPort);
+    if (host && host !== teamHost && options.appUpgrades?.(req, socket, head, host)) return;
+    socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+  });
 
   const servers = [main, ...(api ? [api] : [])];
+  // Upgraded (WebSocket) sockets leave the HTTP server's bookkeeping, so closeAllConnections()
+  // never reaches them and close() would wait for them forever; the drain limit cuts them too.
+  const sockets = new Set<Duplex>();
+  for (const server of servers) {
+    server.on('connection', (socket: Duplex) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+  }
   return {
     teamApp,
     async listen() {
@@ -86,10 +118,17 @@ export async function createServer(
           new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve())),
       );
       for (const server of servers) server.closeIdleConnections();
+      // A keep-alive connection whose last response finishes during the drain goes idle: close
+      // it then, instead of waiting out keepAliveTimeout before close() can resolve.
+      const sweep = setInterval(() => {
+        for (const server of servers) server.closeIdleConnections();
+      }, 50);
       const timer = setTimeout(() => {
         for (const server of servers) server.closeAllConnections();
+        for (const socket of sockets) socket.destroy();
       }, drainTimeoutMs);
       await Promise.all(closed);
+      clearInterval(sweep);
       clearTimeout(timer);
       await teamApp.close();
       await gateway.close();
@@ -121,9 +160,11 @@ function registerCoreRoutes(app: FastifyInstance, gateway: Gateway): void {
 /** Lower-cases a Host header and drops the scheme's default port, so `a:80` equals `a`. */
 export function normaliseHost(header: string | undefined, defaultPort: string): string | null {
   if (!header) return null;
-  const host = header.trim().toLowerCase().replace(/\.$/, '');
+  let host = header.trim().toLowerCase();
   const suffix = `:${defaultPort}`;
-  return host.endsWith(suffix) ? host.slice(0, -suffix.length) : host;
+  if (host.endsWith(suffix)) host = host.slice(0, -suffix.length);
+  // A fully qualified name may end in a dot, also before the port: `a.example.com.:8443`.
+  return host.replace(/\.(?=(:\d+)?$)/, '') || null;
 }
 
 async function bind(server: http.Server, listen: string): Promise<string> {

@@ -1,0 +1,221 @@
+// Proxy benchmark: `npx tsx bench/proxy/run.ts` (needs wrk; nginx is optional:
+// `apt-get install -y wrk nginx-light`). Loopback only, about two minutes.
+// Setup as in spec/stack.md §4: the server under test alone on CPU 1 (taskset), wrk and the
+// origin on CPU 0; `wrk -t1 -c32 -d5s --latency`; 3 interleaved rounds after a warm-up;
+// medians. CPU µs/request = the server process's utime+stime from /proc/<pid>/stat / requests.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const ROUNDS = 3;
+const SECONDS = 5;
+const CONNECTIONS = 32;
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+function has(command: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const pin = (cpu: number, argv: string[]) =>
+  has('taskset') ? ['taskset', '-c', String(cpu), ...argv] : argv;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const children: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const child of children) child.kill('SIGTERM');
+});
+
+/** Starts `servers.ts <mode>` as a plain node process (tsx as an import hook, no extra process). */
+async function startNode(
+  cpu: number,
+  mode: string,
+  ...args: string[]
+): Promise<Record<string, string> & { pid: number }> {
+  const [command, ...rest] = pin(cpu, [
+    process.execPath,
+    '--import',
+    'tsx',
+    path.join(here, 'servers.ts'),
+    mode,
+    ...args,
+  ]);
+  const child = spawn(command!, rest, { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const line = buffered.split('\n')[0];
+      if (buffered.includes('\n') && line) resolve(JSON.parse(line));
+    });
+    child.once('exit', (code) => reject(new Error(`${mode} exited with ${code}`)));
+  });
+}
+
+async function startNginx(port: number, originPort: number): Promise<number | null> {
+  if (!has('nginx')) return null;
+  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-nginx-'));
+  writeFileSync(
+    path.join(dir, 'nginx.conf'),
+    `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 1024; }
+http { access_log off; upstream origin { server 127.0.0.1:${originPort}; keepalive 64; }
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  server { listen 127.0.0.1:${port}; location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+`,
+  );
+  const [command, ...rest] = pin(1, ['nginx', '-p', dir, '-c', path.join(dir, 'nginx.conf')]);
+  const child = spawn(command!, rest, { stdio: 'ignore' });
+  children.push(child);
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  for (let i = 0; i < 50; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    try {
+      // The master forks one worker, which serves: its CPU is what counts.
+      const master = Number(readFileSync(path.join(dir, 'nginx.pid'), 'utf8'));
+      const worker = execFileSync('pgrep', ['-P', String(master)])
+        .toString()
+        .trim()
+        .split('\n')[0];
+      if (worker) return Number(worker);
+    } catch {
+      // not up yet
+    }
+  }
+  return null;
+}
+
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+interface Run {
+  rps: number;
+  p99ms: number;
+  cpuUsPerRequest: number;
+}
+
+function wrk(
+  port: number,
+  headers: string[],
+  seconds: number,
+): { rps: number; requests: number; p99ms: number } {
+  const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency'];
+  for (const header of headers) args.push('-H', header);
+  args.push(`http://127.0.0.1:${port}/`);
+  const [command, ...rest] = pin(0, ['wrk', ...args]);
+  const out = execFileSync(command!, rest).toString();
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out);
+  const p99ms = p99 ? Number(p99[1]) * (p99[2] === 'us' ? 0.001 : p99[2] === 's' ? 1000 : 1) : Number.NaN;
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  if (non2xx) throw new Error(`wrk saw ${non2xx[1]} error responses on port ${port}`);
+  return { rps, requests, p99ms };
+}
+
+function measure(pid: number, port: number, headers: string[]): Run {
+  const before = cpuTicks(pid);
+  const { rps, requests, p99ms } = wrk(port, headers, SECONDS);
+  const ticks = cpuTicks(pid) - before;
+  return { rps, p99ms, cpuUsPerRequest: (ticks * 1_000_000) / CLOCK_TICKS / requests };
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+async function main(): Promise<void> {
+  if (!has('wrk')) {
+    process.stderr.write('wrk is not installed (apt-get install -y wrk); nothing to measure\n');
+    return;
+  }
+  const originPort = await freePort();
+  const origin = await startNode(0, 'origin', String(originPort));
+  const referencePort = await freePort();
+  const reference = await startNode(1, 'reference', String(referencePort), String(originPort));
+  const gatehousePort = await freePort();
+  const gatehouse = await startNode(1, 'gatehouse', String(gatehousePort), String(originPort));
+  const nginxPort = await freePort();
+  const nginxPid = await startNginx(nginxPort, originPort);
+  if (nginxPid === null) process.stderr.write('nginx not installed: the outside anchor is left out\n');
+
+  const appHost = 'Host: app.test';
+  const configs: { name: string; pid: number; port: number; headers: string[] }[] = [
+    { name: 'origin direct', pid: origin.pid, port: originPort, headers: [] },
+    ...(nginxPid ? [{ name: 'nginx → origin', pid: nginxPid, port: nginxPort, headers: [] }] : []),
+    { name: 'reference undici proxy (no auth)', pid: reference.pid, port: referencePort, headers: [] },
+    {
+      name: 'Gatehouse, cookie app token',
+      pid: gatehouse.pid,
+      port: gatehousePort,
+      headers: [appHost, `Cookie: CF_Authorization=${gatehouse.session}`],
+    },
+    {
+      name: 'Gatehouse, service token',
+      pid: gatehouse.pid,
+      port: gatehousePort,
+      headers: [
+        appHost,
+        `CF-Access-Client-Id: ${gatehouse.clientId}`,
+        `CF-Access-Client-Secret: ${gatehouse.secret}`,
+      ],
+    },
+    {
+      name: 'Gatehouse, linked token (flow 1)',
+      pid: gatehouse.pid,
+      port: gatehousePort,
+      headers: [appHost, `Cf-Access-Token: ${gatehouse.linked}`],
+    },
+  ];
+  for (const config of configs) wrk(config.port, config.headers, 2); // warm-up (JIT, pools, caches)
+  const runs = new Map<string, Run[]>(configs.map((config) => [config.name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const config of configs)
+      runs.get(config.name)!.push(measure(config.pid, config.port, config.headers));
+  }
+  const reference_ = runs.get('reference undici proxy (no auth)')!;
+  const refRps = median(reference_.map((run) => run.rps));
+  const refCpu = median(reference_.map((run) => run.cpuUsPerRequest));
+  const refP99 = median(reference_.map((run) => run.p99ms));
+  const lines = [
+    `| config | req/s (median of ${ROUNDS}) | runs | p99 ms | CPU µs/req | req/s vs ref | CPU vs ref | p99 vs ref |`,
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const config of configs) {
+    const list = runs.get(config.name)!;
+    const rps = median(list.map((run) => run.rps));
+    const cpu = median(list.map((run) => run.cpuUsPerRequest));
+    const p99 = median(list.map((run) => run.p99ms));
+    lines.push(
+      `| ${config.name} | ${Math.round(rps).toLocaleString('en')} | ${list.map((run) => `${(run.rps / 1000).toFixed(1)}k`).join(', ')} | ${p99.toFixed(2)} | ${cpu.toFixed(1)} | ${(rps / refRps).toFixed(2)} | ${(cpu / refCpu).toFixed(2)} | ${(p99 / refP99).toFixed(2)} |`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+main()
+  .catch((error) => {
+    process.stderr.write(`${(error as Error).stack}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    for (const child of children) child.kill('SIGTERM');
+  });

@@ -1,0 +1,42 @@
+// `Cf-Access-Jwt-Assertion` tokens minted by the proxy (service tokens and linked tokens; a
+// user's own app token is forwarded as it is, as Cloudflare does). An RS256 signature costs
+// ~0.5 ms (stack.md §4), so each (credential, app) pair is signed once and the token reused
+// until close to its expiry. Concurrent requests share one signing through the stored promise.
+import type { JWTPayload } from 'jose';
+import { mintJwt } from '../keys/jwt.ts';
+import type { KeyRing } from '../keys/keyring.ts';
+
+interface Entry {
+  token: Promise<string>;
+  /** Reuse until this Unix second: a margin before expiry so the origin never sees a dead token. */
+  refreshAt: number;
+}
+
+export class AssertionMinter {
+  private readonly cache = new Map<string, Entry>();
+
+  constructor(
+    private readonly keys: KeyRing,
+    private readonly issuer: string,
+    private readonly maxEntries = 10_000,
+    private readonly nowSeconds: () => number = () => Math.floor(Date.now() / 1000),
+  ) {}
+
+  clear(): void {
+    this.cache.clear();
+  }
+
+  /** The assertion for `key`, minted with `claims` and `expiresAt` when none is fresh. */
+  get(key: string, claims: JWTPayload, expiresAt: number): Promise<string> {
+    const now = this.nowSeconds();
+    const cached = this.cache.get(key);
+    if (cached && cached.refreshAt > now) return cached.token;
+    const margin = Math.min(60, Math.floor((expiresAt - now) / 10));
+    const token = mintJwt(this.keys, claims, { issuer: this.issuer, expiresAt, now: new Date(now * 1000) });
+    if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(key, { token, refreshAt: expiresAt - margin });
+    // A failed signing (keys being reloaded) must not stay cached.
+    token.catch(() => this.cache.delete(key));
+    return token;
+  }
+}

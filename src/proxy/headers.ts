@@ -1,0 +1,185 @@
+// One pass over the client's raw headers: collect the credentials Access reads, and build the
+// header list for the origin without anything the client must not be able to set.
+// - Hop-by-hop headers go (RFC 9110 §7.6.1: Connection, the fields it lists, Proxy-Connection,
+//   Keep-Alive, TE, Transfer-Encoding, Upgrade).
+// - Every `Cf-Access-*` header goes (decision 4): the identity headers are Gatehouse's to set,
+//   and `Cf-Access-Token` / `CF-Access-Client-*` are credentials.
+// - `X-Forwarded-*`, `Forwarded` and `Cf-Connecting-Ip` go: no proxy in front of Gatehouse is
+//   trusted, so the socket's peer is the client and Gatehouse writes these itself.
+// - `Expect` goes: Node already answered `100-continue`, and undici refuses to send it.
+// - `Authorization` and `Cookie` are held back; the proxy decides what of them the origin gets.
+
+export interface ScannedHeaders {
+  /** Flat [name, value, …] list for the origin, without host, authorization and cookie. */
+  forward: string[];
+  host: string | null;
+  authorization: string[];
+  cookie: string[];
+  accessToken: string[];
+  clientId: string[];
+  clientSecret: string[];
+  /** Values of the app's `read_service_tokens_from_header` header. */
+  serviceTokenJson: string[];
+  accept: string;
+  requestedWith: boolean;
+  origin: string | null;
+  contentLength: string | null;
+  /** Value of `Upgrade`, kept for WebSocket requests. */
+  upgrade: string | null;
+}
+
+const DROPPED = new Set([
+  'connection',
+  'proxy-connection',
+  'keep-alive',
+  'te',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+  'expect',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-real-ip',
+  'cf-connecting-ip',
+]);
+
+export function scanRequestHeaders(
+  raw: readonly string[],
+  serviceTokenHeader: string | null,
+): ScannedHeaders {
+  const scanned: ScannedHeaders = {
+    forward: [],
+    host: null,
+    authorization: [],
+    cookie: [],
+    accessToken: [],
+    clientId: [],
+    clientSecret: [],
+    serviceTokenJson: [],
+    accept: '',
+    requestedWith: false,
+    origin: null,
+    contentLength: null,
+    upgrade: null,
+  };
+  let connection: string[] | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const value = raw[i + 1]!;
+    if (name === serviceTokenHeader) {
+      scanned.serviceTokenJson.push(value);
+      continue;
+    }
+    switch (name) {
+      case 'host':
+        scanned.host = value;
+        continue;
+      case 'authorization':
+        scanned.authorization.push(value);
+        continue;
+      case 'cookie':
+        scanned.cookie.push(value);
+        continue;
+      case 'cf-access-token':
+        scanned.accessToken.push(value);
+        continue;
+      case 'cf-access-client-id':
+        scanned.clientId.push(value);
+        continue;
+      case 'cf-access-client-secret':
+        scanned.clientSecret.push(value);
+        continue;
+      case 'connection':
+        connection ??= [];
+        for (const token of value.split(',')) connection.push(token.trim().toLowerCase());
+        continue;
+      case 'upgrade':
+        scanned.upgrade = value;
+        continue;
+      case 'accept':
+        scanned.accept += value;
+        break;
+      case 'x-requested-with':
+        scanned.requestedWith = true;
+        break;
+      case 'origin':
+        scanned.origin = value;
+        break;
+      case 'content-length':
+        scanned.contentLength = value;
+        break;
+    }
+    if (DROPPED.has(name) || name.startsWith('cf-access-')) continue;
+    scanned.forward.push(name, value);
+  }
+  if (connection) {
+    const listed = new Set(connection);
+    // A client may not use Connection to strip Gatehouse's credentials handling or identity headers.
+    listed.delete('authorization');
+    listed.delete('cookie');
+    const kept: string[] = [];
+    for (let i = 0; i < scanned.forward.length; i += 2) {
+      if (!listed.has(scanned.forward[i]!)) kept.push(scanned.forward[i]!, scanned.forward[i + 1]!);
+    }
+    scanned.forward = kept;
+  }
+  return scanned;
+}
+
+/** Response headers that are hop-by-hop, plus those named in the origin's Connection header. */
+export function filterResponseHeaders(
+  headers: Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const connection = headers.connection;
+  const listed = connection
+    ? new Set(
+        (Array.isArray(connection) ? connection.join(',') : connection)
+          .split(',')
+          .map((token) => token.trim().toLowerCase()),
+      )
+    : null;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || RESPONSE_HOP_BY_HOP.has(name) || listed?.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+const RESPONSE_HOP_BY_HOP = new Set([
+  'connection',
+  'proxy-connection',
+  'keep-alive',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Access's own cookies never reach the origin: they are credentials for Gatehouse only. */
+const ACCESS_COOKIES = new Set(['CF_Authorization', 'CF_Binding', 'CF_AppSession']);
+export const APP_COOKIE = 'CF_Authorization';
+
+/** Finds the app cookie's values (RFC 6265 §5.4: a name may repeat) and the Cookie header without Access's cookies. */
+export function splitCookies(headers: readonly string[]): { tokens: string[]; rest: string | null } {
+  const tokens: string[] = [];
+  const rest: string[] = [];
+  for (const header of headers) {
+    for (const pair of header.split(';')) {
+      const trimmed = pair.trim();
+      if (!trimmed) continue;
+      const equals = trimmed.indexOf('=');
+      const name = equals === -1 ? trimmed : trimmed.slice(0, equals);
+      if (ACCESS_COOKIES.has(name)) {
+        if (name === APP_COOKIE) tokens.push(trimmed.slice(equals + 1));
+        continue;
+      }
+      rest.push(trimmed);
+    }
+  }
+  return { tokens, rest: rest.length > 0 ? rest.join('; ') : null };
+}

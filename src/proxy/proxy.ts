@@ -1,0 +1,496 @@
+// The data plane: for a request to an application host, find the app and the origin, decide
+// with the app's policies and the request's credentials, and forward with Gatehouse's identity
+// headers, or answer (302 to login, 401, 403, Access endpoints) without touching the origin.
+// Everything here reads in-memory state: the configuration snapshot, the key ring, the caches.
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { TokenError } from '../keys/jwt.ts';
+import type { KeyRing } from '../keys/keyring.ts';
+import type { Decision, RequestContext } from '../policy/types.ts';
+import { AssertionMinter } from './assertion.ts';
+import type { ProxyApp, ProxyConfig, ProxyConfigSource } from './config.ts';
+import { handleAccessEndpoint } from './endpoints.ts';
+import { DEFAULT_FORWARD_LIMITS, ForwardError, Forwarder, type ForwardLimits } from './forward.ts';
+import { type ScannedHeaders, scanRequestHeaders, splitCookies } from './headers.ts';
+import { htmlReply, jsonReply, pageReply, type Reply, sendReply, writeRawReply } from './replies.ts';
+import { parseRequestTarget, type RequestTarget, type Route, RoutingTable, stripPort } from './routing.ts';
+import { readServiceCredential } from './service-tokens.ts';
+import { type AppTokenClaims, TokenVerifier, type VerifiedToken } from './tokens.ts';
+
+export interface ProxyOptions {
+  /** Origin of the team domain: the `iss` of app tokens and where logins happen. */
+  teamDomain: string;
+  keys: KeyRing;
+  config: ProxyConfigSource;
+  limits?: Partial<ForwardLimits>;
+  /** Entries in each of the verified-token and assertion caches. */
+  cacheEntries?: number;
+  /** Clock in ms, for tests. */
+  now?: () => number;
+  /** Reports failures that are Gatehouse's fault (never client mistakes). */
+  onError?: (error: unknown) => void;
+}
+
+/** What the origin gets to know about the request's identity. */
+interface Grant {
+  assertion: string | null;
+  email: string | null;
+  /** The Authorization header carried a Gatehouse token: it is not the origin's to see. */
+  dropAuthorization: boolean;
+}
+
+/** A presented token, with where it came from. */
+interface Presented {
+  token: string;
+  source: 'header' | 'cookie';
+}
+
+export interface RequestState {
+  config: ProxyConfig;
+  table: RoutingTable;
+}
+
+const BEARER = /^Bearer[ \t]+([A-Za-z0-9._~+/-]+=*)[ \t]*$/i;
+
+export class GatehouseProxy {
+  private config: ProxyConfig | null = null;
+  private table: RoutingTable | null = null;
+  readonly tokens: TokenVerifier;
+  private readonly assertions: AssertionMinter;
+  private readonly forwarder: Forwarder;
+  private readonly now: () => number;
+  private readonly publicScheme: 'http' | 'https';
+  private readonly stopKeys: () => void;
+
+  constructor(private readonly options: ProxyOptions) {
+    this.now = options.now ?? Date.now;
+    const nowSeconds = () => Math.floor(this.now() / 1000);
+    const entries = options.cacheEntries ?? 10_000;
+    this.tokens = new TokenVerifier(options.keys, options.teamDomain, entries, nowSeconds);
+    this.assertions = new AssertionMinter(options.keys, options.teamDomain, entries, nowSeconds);
+    this.forwarder = new Forwarder({ ...DEFAULT_FORWARD_LIMITS, ...options.limits });
+    // Gatehouse listens on plain HTTP; the public scheme is the deployment's, which the team
+    // domain tells (a TLS terminator in front serves both).
+    this.publicScheme = options.teamDomain.startsWith('https:') ? 'https' : 'http';
+    // A rotation withdraws keys: tokens verified under them must be checked again.
+    this.stopKeys = options.keys.onChange(() => {
+      this.tokens.clear();
+      this.assertions.clear();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.stopKeys();
+    await this.forwarder.close();
+  }
+
+  /** `ServerOptions.appHosts`: true when the host is an application host (then it answered). */
+  readonly handleRequest = (req: http.IncomingMessage, res: http.ServerResponse, host: string): boolean => {
+    const state = this.state();
+    const target = parseRequestTarget(req.url ?? '');
+    const route = state.table.route(stripPort(host), target?.matchPath ?? '/');
+    if (!route.app && !route.hostRouted) return false;
+    this.serve(state, req, res, host, route, target).catch((error) => {
+      this.options.onError?.(error);
+      if (res.headersSent) res.destroy();
+      else sendReply(res, pageReply(502, req));
+    });
+    return true;
+  };
+
+  /** `ServerOptions.appUpgrades`: WebSocket handshakes, authorized exactly like requests. */
+  readonly handleUpgrade = (
+    req: http.IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    host: string,
+  ): boolean => {
+    const state = this.state();
+    const target = parseRequestTarget(req.url ?? '');
+    const route = state.table.route(stripPort(host), target?.matchPath ?? '/');
+    if (!route.app && !route.hostRouted) return false;
+    socket.on('error', () => socket.destroy());
+    this.serveUpgrade(state, req, socket, head, host, route, target).catch((error) => {
+      if (!(error instanceof ForwardError)) this.options.onError?.(error);
+      writeRawReply(socket, pageReply(error instanceof ForwardError ? error.status : 502, req));
+    });
+    return true;
+  };
+
+  private state(): RequestState {
+    const config = this.options.config();
+    if (config !== this.config || !this.table) {
+      this.config = config;
+      this.table = new RoutingTable(config.apps, config.ingress);
+      // Assertions carry app settings (session length); revocations are checked per request
+      // against the snapshot, so verified tokens stay cached.
+      this.assertions.clear();
+      this.forwarder.sync(this.table.origins());
+    }
+    return { config, table: this.table };
+  }
+
+  private async serve(
+    state: RequestState,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    host: string,
+    route: Route,
+    target: RequestTarget | null,
+  ): Promise<void> {
+    if (!target) return sendReply(res, pageReply(400, req));
+    const { app } = route;
+    const headers = scanRequestHeaders(req.rawHeaders, app?.serviceTokenHeader ?? null);
+    if (this.forwarder.declaredTooLarge(headers.contentLength)) return sendReply(res, pageReply(413, req));
+    let grant: Grant = { assertion: null, email: null, dropAuthorization: false };
+    if (!app) {
+      // Routed by ingress, covered by no app (ARCHITECTURE.md §2).
+      if (state.config.org.denyUnmatchedRequests) return sendReply(res, pageReply(403, req));
+    } else {
+      if (target.matchPath.startsWith('/cdn-cgi/access/')) {
+        const reply = await handleAccessEndpoint(
+          this.endpointContext(state, req, headers, host, route, target),
+        );
+        return sendReply(res, reply);
+      }
+      const preflight =
+        req.method === 'OPTIONS' && headers.origin !== null && req.headers['access-control-request-method'];
+      if (preflight && app.cors) return sendReply(res, corsPreflight(app, req, headers.origin!));
+      if (!(preflight && app.optionsPreflightBypass)) {
+        const outcome = await this.authorize(state, app, headers, clientIp(req), host, target);
+        if ('status' in outcome) return sendReply(res, outcome);
+        grant = outcome;
+      }
+    }
+    if (!route.target) return sendReply(res, pageReply(502, req));
+    if (route.target.kind === 'status') return sendReply(res, pageReply(route.target.status, req));
+    try {
+      await this.forwarder.forward(
+        {
+          target: route.target.origin,
+          method: req.method ?? 'GET',
+          path: target.forwardPath + target.query,
+          headers: this.originHeaders(headers, grant, req, host, route.target.origin.httpHostHeader),
+          contentLength: headers.contentLength,
+        },
+        req,
+        res,
+      );
+    } catch (error) {
+      if (!(error instanceof ForwardError)) throw error;
+      sendReply(res, pageReply(error.status, req));
+    }
+  }
+
+  private async serveUpgrade(
+    state: RequestState,
+    req: http.IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    host: string,
+    route: Route,
+    target: RequestTarget | null,
+  ): Promise<void> {
+    if (!target) return writeRawReply(socket, pageReply(400, req));
+    const { app } = route;
+    const headers = scanRequestHeaders(req.rawHeaders, app?.serviceTokenHeader ?? null);
+    let grant: Grant = { assertion: null, email: null, dropAuthorization: false };
+    if (!app) {
+      if (state.config.org.denyUnmatchedRequests) return writeRawReply(socket, pageReply(403, req));
+    } else {
+      const outcome = await this.authorize(state, app, headers, clientIp(req), host, target);
+      if ('status' in outcome) return writeRawReply(socket, outcome);
+      grant = outcome;
+    }
+    if (!route.target || !headers.upgrade) return writeRawReply(socket, pageReply(502, req));
+    if (route.target.kind === 'status') return writeRawReply(socket, pageReply(route.target.status, req));
+    await this.forwarder.upgrade(
+      {
+        target: route.target.origin,
+        method: 'GET',
+        path: target.forwardPath + target.query,
+        headers: this.originHeaders(headers, grant, req, host, route.target.origin.httpHostHeader),
+        contentLength: null,
+      },
+      headers.upgrade,
+      socket,
+      head,
+    );
+  }
+
+  /**
+   * Cloudflare's order (spec §3.3) applied to the credentials at hand: a service token, then a
+   * token in `Cf-Access-Token` / `Authorization: Bearer` (the app's own token, or a linked
+   * token), then the `CF_Authorization` cookie; each evaluated with only its own facts, so the
+   * identity sent to the origin is the one that was allowed in.
+   */
+  private async authorize(
+    state: RequestState,
+    app: ProxyApp,
+    headers: ScannedHeaders,
+    ip: string,
+    host: string,
+    target: RequestTarget,
+  ): Promise<Grant | Reply> {
+    const { config } = state;
+    const nowMs = this.now();
+    const nowSeconds = Math.floor(nowMs / 1000);
+    const base: RequestContext = { now: nowMs, clientIp: ip };
+    const browser = headers.accept.includes('text/html') && !headers.requestedWith;
+    let deniedByNonIdentity = false;
+    let deniedByIdentity = false;
+
+    const service = readServiceCredential(headers, config.serviceTokens, nowSeconds);
+    if (service.kind !== 'none' && config.org.strictServiceTokens) {
+      // Strict mode (spec §4.5): with service-token headers present, nothing else counts.
+      if (service.kind === 'invalid') return unauthorized('invalid_token');
+      const decision = app.policies.evaluate({ ...base, serviceTokenId: service.token.id });
+      if (decision.decision === 'bypass') return noIdentity();
+      if (decision.decision !== 'non_identity') return this.forbidden(app, browser, 'non_identity');
+      return this.serviceGrant(app, service.token.clientId, service.token.id, nowSeconds);
+    }
+    if (service.kind === 'valid') {
+      const decision = app.policies.evaluate({ ...base, serviceTokenId: service.token.id });
+      if (decision.decision === 'bypass') return noIdentity();
+      if (decision.decision === 'non_identity') {
+        return this.serviceGrant(app, service.token.clientId, service.token.id, nowSeconds);
+      }
+      deniedByNonIdentity = true;
+    }
+
+    // A token in a header: Cf-Access-Token, or a bearer token that Gatehouse issued.
+    const bearer = this.gatehouseBearer(headers.authorization);
+    if (headers.accessToken.length > 1 || bearer === 'invalid') return unauthorized('invalid_token');
+    const presented: Presented[] = [];
+    if (headers.accessToken.length === 1)
+      presented.push({ token: headers.accessToken[0]!.trim(), source: 'header' });
+    if (bearer) presented.push({ token: bearer, source: 'header' });
+    const cookies = splitCookies(headers.cookie).tokens;
+    // RFC 6265 lets a name repeat (different paths); a couple is plenty, more is an attack.
+    for (const token of cookies.slice(0, 2)) presented.push({ token, source: 'cookie' });
+    const dropAuthorization = bearer !== null;
+    let invalidCookie = false;
+
+    for (const { token, source } of presented) {
+      let verified: VerifiedToken;
+      try {
+        verified = await this.tokens.verify(token);
+      } catch (error) {
+        if (!(error instanceof TokenError)) throw error;
+        // A broken token in a header is a client bug worth reporting; a stale cookie means "log in".
+        if (source === 'header') return unauthorized('invalid_token');
+        invalidCookie = true;
+        continue;
+      }
+      const own = verified.kind === 'app' && verified.claims.aud.includes(app.aud);
+      if (own) {
+        if (this.revoked(config, verified.claims, app)) {
+          if (source === 'header') return unauthorized('invalid_token');
+          invalidCookie = true;
+          continue;
+        }
+        const claims = verified.claims as AppTokenClaims;
+        const decision = app.policies.evaluate({
+          ...base,
+          identity: { ...(claims.email !== undefined && { email: claims.email }), userUid: claims.sub },
+        });
+        if (allows(decision)) {
+          if (decision.decision === 'bypass') return noIdentity();
+          return { assertion: token, email: claims.email ?? null, dropAuthorization };
+        }
+        deniedByIdentity = true;
+        continue;
+      }
+      // Another app's token: a linked token (flow 1), or a SaaS access token (flow 2). A cookie
+      // is never one: it may be a sibling path app's session on the same host.
+      if (source === 'cookie') continue;
+      const linkedFrom =
+        verified.kind === 'app'
+          ? verified.claims.aud.map((aud) => state.table.appsByAud.get(aud)).find((found) => found)
+          : state.table.appsByClientId.get(verified.claims.client_id);
+      if (linkedFrom && this.revoked(config, verified.claims, linkedFrom))
+        return unauthorized('invalid_token');
+      const decision = linkedFrom ? app.policies.evaluate({ ...base, linkedAppUid: linkedFrom.id }) : null;
+      if (decision && decision.decision === 'bypass') return noIdentity();
+      if (decision && decision.decision === 'non_identity') {
+        return this.linkedGrant(app, linkedFrom!, verified, nowSeconds, dropAuthorization);
+      }
+      deniedByNonIdentity = true;
+    }
+
+    if (deniedByIdentity) return this.forbidden(app, browser, 'identity');
+    if (deniedByNonIdentity) return this.forbidden(app, browser, 'non_identity');
+    // No usable credential: bypass (and Service Auth open to everyone) may still let it through.
+    const open = app.policies.evaluate(base);
+    if (open.decision === 'bypass' || open.decision === 'non_identity') return noIdentity();
+    if (app.serviceAuth401Redirect) return unauthorized(null);
+    if (!browser) return unauthorized(invalidCookie ? 'invalid_token' : null);
+    const login = new URL(`${this.options.teamDomain}/cdn-cgi/access/login/${host}`);
+    login.searchParams.set('kid', app.aud);
+    login.searchParams.set('redirect_url', target.forwardPath + target.query);
+    return { status: 302, headers: { location: login.toString(), 'cache-control': 'no-store' }, body: '' };
+  }
+
+  /**
+   * The bearer token if the Authorization header carries one Gatehouse issued (its unverified
+   * `iss` is the team domain or one of its SaaS issuers); null when it is someone else's and
+   * belongs to the origin; 'invalid' when the header is repeated.
+   */
+  private gatehouseBearer(values: readonly string[]): string | null | 'invalid' {
+    if (values.length === 0) return null;
+    const tokens = values.map((value) => BEARER.exec(value)?.[1]).filter((token) => token !== undefined);
+    if (tokens.length === 0) return null;
+    const ours = tokens.filter((token) => this.issuedHere(token));
+    if (ours.length === 0) return null;
+    return values.length === 1 ? ours[0]! : 'invalid';
+  }
+
+  private issuedHere(token: string): boolean {
+    const payload = token.split('.')[1];
+    if (!payload || payload.length > 8192) return false;
+    try {
+      const iss = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { iss?: unknown }).iss;
+      const team = this.options.teamDomain;
+      return typeof iss === 'string' && (iss === team || iss.startsWith(`${team}/cdn-cgi/access/sso/oidc/`));
+    } catch {
+      return false;
+    }
+  }
+
+  /** Decision 3: tokens issued before `revoke_tokens` on the app, or before the user's revocation. */
+  private revoked(config: ProxyConfig, claims: { iat: number; sub: string }, app: ProxyApp): boolean {
+    if (app.tokensRevokedAt !== null && claims.iat < app.tokensRevokedAt) return true;
+    const userRevokedAt = config.userRevocations.get(claims.sub);
+    return userRevokedAt !== undefined && claims.iat < userRevokedAt;
+  }
+
+  private async serviceGrant(app: ProxyApp, clientId: string, tokenId: string, now: number): Promise<Grant> {
+    // Spec §4.3: the service-token JWT has `common_name` = client_id, `sub: ""` and no email.
+    const assertion = await this.assertions.get(
+      `s:${tokenId}:${app.aud}`,
+      { type: 'app', aud: [app.aud], common_name: clientId, sub: '' },
+      now + app.sessionDurationSeconds,
+    );
+    return { assertion, email: null, dropAuthorization: false };
+  }
+
+  /** Decision 1: a fresh token for this app, the same identity, `exp` no later than the presented one. */
+  private async linkedGrant(
+    app: ProxyApp,
+    sourceApp: ProxyApp,
+    verified: VerifiedToken,
+    now: number,
+    dropAuthorization: boolean,
+  ): Promise<Grant> {
+    const { claims } = verified;
+    const identity: Record<string, unknown> = { type: 'app', aud: [app.aud], sub: claims.sub };
+    for (const name of ['email', 'identity_nonce', 'country', 'common_name'] as const) {
+      if (typeof claims[name] === 'string') identity[name] = claims[name];
+    }
+    identity.linked_app_uid = sourceApp.id;
+    const expiresAt = Math.min(claims.exp, now + app.sessionDurationSeconds);
+    const assertion = await this.assertions.get(`l:${verified.digest}:${app.aud}`, identity, expiresAt);
+    const email = typeof claims.email === 'string' ? claims.email : null;
+    return { assertion, email, dropAuthorization };
+  }
+
+  private forbidden(app: ProxyApp, browser: boolean, phase: 'identity' | 'non_identity'): Reply {
+    const url =
+      phase === 'identity' ? app.customDenyUrl : (app.customNonIdentityDenyUrl ?? app.customDenyUrl);
+    if (browser && url)
+      return { status: 302, headers: { location: url, 'cache-control': 'no-store' }, body: '' };
+    if (browser) return htmlReply(403, app.customDenyMessage ?? undefined);
+    return jsonReply(403, { error: 'access_denied', message: 'no Access policy allows this request' });
+  }
+
+  /** Headers for the origin: the client's filtered headers plus Gatehouse's own. */
+  private originHeaders(
+    headers: ScannedHeaders,
+    grant: Grant,
+    req: http.IncomingMessage,
+    host: string,
+    httpHostHeader: string | null,
+  ): string[] {
+    const out = headers.forward;
+    out.push('host', httpHostHeader ?? headers.host ?? host);
+    if (!grant.dropAuthorization) for (const value of headers.authorization) out.push('authorization', value);
+    const cookie = splitCookies(headers.cookie).rest;
+    if (cookie !== null) out.push('cookie', cookie);
+    const ip = clientIp(req);
+    out.push('x-forwarded-for', ip, 'x-forwarded-proto', this.publicScheme, 'x-forwarded-host', host);
+    out.push('cf-connecting-ip', ip);
+    if (grant.assertion) out.push('cf-access-jwt-assertion', grant.assertion);
+    if (grant.email) out.push('cf-access-authenticated-user-email', grant.email);
+    return out;
+  }
+
+  private endpointContext(
+    state: RequestState,
+    req: http.IncomingMessage,
+    headers: ScannedHeaders,
+    host: string,
+    route: Route,
+    target: RequestTarget,
+  ) {
+    return {
+      req,
+      headers,
+      host,
+      route: route as Route & { app: ProxyApp },
+      target,
+      ip: clientIp(req),
+      teamDomain: this.options.teamDomain,
+      secure: this.publicScheme === 'https',
+      tokens: this.tokens,
+      revoked: (claims: { iat: number; sub: string }) => this.revoked(state.config, claims, route.app!),
+    };
+  }
+}
+
+function allows(decision: Decision): boolean {
+  return (
+    decision.decision === 'allow' || decision.decision === 'non_identity' || decision.decision === 'bypass'
+  );
+}
+
+function noIdentity(): Grant {
+  return { assertion: null, email: null, dropAuthorization: false };
+}
+
+/** Decision 5: 401, with RFC 6750 `invalid_token` when a presented token failed. */
+function unauthorized(error: 'invalid_token' | null): Reply {
+  return {
+    status: 401,
+    headers: {
+      'www-authenticate': error ? `Bearer error="${error}"` : 'Bearer',
+      'content-type': 'application/json',
+      'cache-control': 'no-store',
+    },
+    body: JSON.stringify({ error: error ?? 'unauthorized', message: 'authentication required' }),
+  };
+}
+
+/** The socket's peer: no proxy in front of Gatehouse is trusted, so forwarded-for headers are not read. */
+function clientIp(req: http.IncomingMessage): string {
+  const address = req.socket.remoteAddress ?? '';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+/** Cloudflare answers preflights itself when the app has CORS settings (spec §2.1). */
+function corsPreflight(app: ProxyApp, req: http.IncomingMessage, origin: string): Reply {
+  const cors = app.cors!;
+  const headers: Record<string, string> = { vary: 'Origin', 'cache-control': 'no-store' };
+  const allowed = cors.allowAllOrigins || cors.allowedOrigins.includes(origin);
+  if (allowed) {
+    // `*` cannot be combined with credentials (Fetch standard), so the origin is echoed then.
+    headers['access-control-allow-origin'] = cors.allowAllOrigins && !cors.allowCredentials ? '*' : origin;
+    const method = String(req.headers['access-control-request-method'] ?? '');
+    headers['access-control-allow-methods'] = cors.allowAllMethods ? method : cors.allowedMethods.join(', ');
+    const requested = String(req.headers['access-control-request-headers'] ?? '');
+    const allowHeaders = cors.allowAllHeaders ? requested : cors.allowedHeaders.join(', ');
+    if (allowHeaders) headers['access-control-allow-headers'] = allowHeaders;
+    if (cors.allowCredentials) headers['access-control-allow-credentials'] = 'true';
+    if (cors.maxAge !== null) headers['access-control-max-age'] = String(cors.maxAge);
+  }
+  return { status: 204, headers, body: '' };
+}
