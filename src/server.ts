@@ -11,6 +11,8 @@ import { formatListenAddress, parseListenAddress } from './config/listen.ts';
 import type { Gateway } from './gateway.ts';
 import type { Logger } from './logging.ts';
 import { type LoginOptions, loginRoutes } from './login/plugin.ts';
+import { snapshotSource } from './proxy/from-snapshot.ts';
+import { GatehouseProxy } from './proxy/proxy.ts';
 
 /** Handles requests for application hosts; returns false when the host is not one of them. */
 export type AppHostHandler = (req: http.IncomingMessage, res: http.ServerResponse, host: string) => boolean;
@@ -55,6 +57,18 @@ export async function createServer(
     // Request ids are ours, not taken from a client header.
     genReqId: () => crypto.randomUUID(),
   });
+  // The composition root wires the proxy over the live snapshot, so `gatehouse start` and the
+  // test gateway run the same data plane; a test may substitute its own app-host handlers.
+  const proxy = options.appHosts
+    ? null
+    : new GatehouseProxy({
+        teamDomain: gateway.settings.teamDomain,
+        keys: gateway.keys,
+        config: snapshotSource(gateway.snapshot),
+        onError: (error) => logger.error({ err: error }, 'proxy failure'),
+      });
+  const appHosts = options.appHosts ?? proxy?.handleRequest;
+  const appUpgrades = options.appUpgrades ?? proxy?.handleUpgrade;
   registerCoreRoutes(teamApp, gateway);
   teamApp.register(loginRoutes(gateway, logger, options.login));
   teamApp.register(managementApi(gateway), { prefix: API_PREFIX });
@@ -68,7 +82,7 @@ export async function createServer(
   const main = http.createServer({ headersTimeout: 30_000, requestTimeout: 300_000 }, (req, res) => {
     const host = normaliseHost(req.headers.host, defaultPort);
     if (host === teamHost) return teamApp.routing(req, res);
-    if (host && options.appHosts?.(req, res, host)) return;
+    if (host && appHosts?.(req, res, host)) return;
     notFound(res);
   });
   const api = gateway.settings.apiListen
@@ -90,7 +104,7 @@ export async function createServer(
   // socket is ours: application hosts proxy it, anything else is refused and closed.
   main.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const host = normaliseHost(req.headers.host, defaultPort);
-    if (host && host !== teamHost && options.appUpgrades?.(req, socket, head, host)) return;
+    if (host && host !== teamHost && appUpgrades?.(req, socket, head, host)) return;
     socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
   });
 
@@ -131,6 +145,7 @@ export async function createServer(
       clearInterval(sweep);
       clearTimeout(timer);
       await teamApp.close();
+      await proxy?.close();
       await gateway.close();
     },
   };

@@ -8,8 +8,6 @@ import { ConfigError, loadSettings, type SettingFlags, type Settings } from '../
 import { openGateway, openStore } from '../gateway.ts';
 import { MasterKeyError } from '../keys/master-key.ts';
 import { createLogger, type Logger } from '../logging.ts';
-import { snapshotSource } from '../proxy/from-snapshot.ts';
-import { GatehouseProxy } from '../proxy/proxy.ts';
 import { createServer } from '../server.ts';
 import { StoreError } from '../store/store.ts';
 
@@ -48,16 +46,7 @@ async function start(command: Command): Promise<void> {
   const settings = settingsFrom(command);
   const logger = createLogger(settings.logLevel);
   const gateway = await openGateway(settings, logger, { maintenance: true });
-  const proxy = new GatehouseProxy({
-    teamDomain: settings.teamDomain,
-    keys: gateway.keys,
-    config: snapshotSource(gateway.snapshot),
-    onError: (error) => logger.error({ err: error }, 'proxy failure'),
-  });
-  const server = await createServer(gateway, logger, {
-    appHosts: proxy.handleRequest,
-    appUpgrades: proxy.handleUpgrade,
-  });
+  const server = await createServer(gateway, logger);
   const bound = await server.listen();
   logger.info(
     {
@@ -71,7 +60,6 @@ async function start(command: Command): Promise<void> {
   );
   await waitForSignal(logger);
   await server.close();
-  await proxy.close();
   logger.info('stopped');
 }
 
