@@ -10,9 +10,13 @@ import { API_PREFIX, managementApi } from './api/plugin.ts';
 import { formatListenAddress, parseListenAddress } from './config/listen.ts';
 import type { Gateway } from './gateway.ts';
 import type { Logger } from './logging.ts';
+import { orgSessions } from './login/org-session.ts';
 import { type LoginOptions, loginRoutes } from './login/plugin.ts';
+import { ManagedOAuth, type ManagedOAuthOptions } from './oidc/managed/managed-oauth.ts';
+import { SaasOidcService, saasOidcRoutes } from './oidc/service.ts';
 import { snapshotSource } from './proxy/from-snapshot.ts';
 import { GatehouseProxy } from './proxy/proxy.ts';
+import { ProxyRecorder } from './proxy/recorder.ts';
 
 /** Handles requests for application hosts; returns false when the host is not one of them. */
 export type AppHostHandler = (req: http.IncomingMessage, res: http.ServerResponse, host: string) => boolean;
@@ -36,10 +40,12 @@ export interface GatewayServer {
 export interface ServerOptions {
   appHosts?: AppHostHandler;
   appUpgrades?: AppUpgradeHandler;
-  /** Team-domain login: test seams (GitHub endpoints, mailer) and part B's repositories. */
+  /** Team-domain login: test seams (GitHub endpoints, mailer, upstream limits). */
   login?: LoginOptions;
   /** How long in-flight requests may take to finish on shutdown before they are cut. */
   drainTimeoutMs?: number;
+  /** Managed OAuth at app hosts: test seams (client ID metadata document fetching). */
+  managedOAuth?: ManagedOAuthOptions;
 }
 
 export async function createServer(
@@ -59,6 +65,7 @@ export async function createServer(
   });
   // The composition root wires the proxy over the live snapshot, so `gatehouse start` and the
   // test gateway run the same data plane; a test may substitute its own app-host handlers.
+  const managedOAuth = new ManagedOAuth(gateway, options.managedOAuth);
   const proxy = options.appHosts
     ? null
     : new GatehouseProxy({
@@ -66,12 +73,21 @@ export async function createServer(
         keys: gateway.keys,
         config: snapshotSource(gateway.snapshot),
         onError: (error) => logger.error({ err: error }, 'proxy failure'),
+        managedOAuth: managedOAuth.handle,
+        events: new ProxyRecorder(gateway.repos, gateway.account.accountId, {
+          onError: (error) => logger.error({ err: error }, 'proxy recorder failure'),
+        }),
       });
   const appHosts = options.appHosts ?? proxy?.handleRequest;
   const appUpgrades = options.appUpgrades ?? proxy?.handleUpgrade;
   registerCoreRoutes(teamApp, gateway);
   teamApp.register(loginRoutes(gateway, logger, options.login));
   teamApp.register(managementApi(gateway), { prefix: API_PREFIX });
+  // Access for SaaS: the per-app OIDC providers under /cdn-cgi/access/sso/oidc/<client_id>.
+  const saasOidc = new SaasOidcService(gateway, orgSessions(gateway), logger);
+  teamApp.register(saasOidcRoutes(saasOidc));
+  // Managed OAuth's team-domain step (login and policies) for authorizations at app hosts.
+  teamApp.register(managedOAuth.teamRoutes());
   await teamApp.ready();
 
   const notFound = (res: http.ServerResponse) => {
@@ -146,6 +162,8 @@ export async function createServer(
       clearTimeout(timer);
       await teamApp.close();
       await proxy?.close();
+      saasOidc.close();
+      managedOAuth.close();
       await gateway.close();
     },
   };
@@ -154,7 +172,10 @@ export async function createServer(
 function registerCoreRoutes(app: FastifyInstance, gateway: Gateway): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
-    const store = await gateway.store.ping();
+    // Degraded (fail-static, docs/deploy.md): the proxy still authorises from its last snapshot
+    // and keys, but this node cannot write or hear of changes; a load balancer may prefer others.
+    const health = await gateway.store.health();
+    const store = health.ok;
     let keys = true;
     try {
       gateway.keys.signingKey();
@@ -162,9 +183,12 @@ function registerCoreRoutes(app: FastifyInstance, gateway: Gateway): void {
       keys = false;
     }
     const ready = store && keys;
-    return reply
-      .code(ready ? 200 : 503)
-      .send({ status: ready ? 'ready' : 'degraded', checks: { store, keys } });
+    const reasons = [...(health.reason ? [health.reason] : []), ...(keys ? [] : ['signing keys not loaded'])];
+    return reply.code(ready ? 200 : 503).send({
+      status: ready ? 'ready' : 'degraded',
+      checks: { store, keys },
+      ...(reasons.length > 0 && { reason: reasons.join('; ') }),
+    });
   });
   // Cloudflare's exact shape (spec §4.4): current and previous key, with their certificates.
   app.get('/cdn-cgi/access/certs', async (_request, reply) =>

@@ -1,5 +1,6 @@
-// Proxy benchmark: `npx tsx bench/proxy/run.ts` (needs wrk; nginx is optional:
-// `apt-get install -y wrk nginx-light`). Loopback only, about two minutes.
+// Proxy benchmark: `npx tsx bench/proxy/run.ts [--baseline <other checkout>]` (needs wrk; nginx is
+// optional: `apt-get install -y wrk nginx-light`). Loopback only, about two minutes. With
+// --baseline, that checkout's gatehouse server is measured in the same run (before/after).
 // Setup as in spec/stack.md §4: the server under test alone on CPU 1 (taskset), wrk and the
 // origin on CPU 0; `wrk -t1 -c32 -d5s --latency`; 3 interleaved rounds after a warm-up;
 // medians. CPU µs/request = the server process's utime+stime from /proc/<pid>/stat / requests.
@@ -48,14 +49,17 @@ async function startNode(
   mode: string,
   ...args: string[]
 ): Promise<Record<string, string> & { pid: number }> {
-  const [command, ...rest] = pin(cpu, [
-    process.execPath,
-    '--import',
-    'tsx',
-    path.join(here, 'servers.ts'),
-    mode,
-    ...args,
-  ]);
+  return startServers(path.join(here, 'servers.ts'), cpu, mode, ...args);
+}
+
+/** `servers.ts` of this tree, or of another checkout (`--baseline <dir>`: before/after in one run). */
+async function startServers(
+  script: string,
+  cpu: number,
+  mode: string,
+  ...args: string[]
+): Promise<Record<string, string> & { pid: number }> {
+  const [command, ...rest] = pin(cpu, [process.execPath, '--import', 'tsx', script, mode, ...args]);
   const child = spawn(command!, rest, { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   return new Promise((resolve, reject) => {
@@ -153,6 +157,19 @@ async function main(): Promise<void> {
   const reference = await startNode(1, 'reference', String(referencePort), String(originPort));
   const gatehousePort = await freePort();
   const gatehouse = await startNode(1, 'gatehouse', String(gatehousePort), String(originPort));
+  const baselineDir = process.argv.includes('--baseline')
+    ? process.argv[process.argv.indexOf('--baseline') + 1]
+    : undefined;
+  const baselinePort = await freePort();
+  const baseline = baselineDir
+    ? await startServers(
+        path.resolve(baselineDir, 'bench/proxy/servers.ts'),
+        1,
+        'gatehouse',
+        String(baselinePort),
+        String(originPort),
+      )
+    : null;
   const nginxPort = await freePort();
   const nginxPid = await startNginx(nginxPort, originPort);
   if (nginxPid === null) process.stderr.write('nginx not installed: the outside anchor is left out\n');
@@ -184,6 +201,32 @@ async function main(): Promise<void> {
       port: gatehousePort,
       headers: [appHost, `Cf-Access-Token: ${gatehouse.linked}`],
     },
+    ...(baseline
+      ? [
+          {
+            name: 'baseline Gatehouse, cookie app token',
+            pid: baseline.pid,
+            port: baselinePort,
+            headers: [appHost, `Cookie: CF_Authorization=${baseline.session}`],
+          },
+          {
+            name: 'baseline Gatehouse, service token',
+            pid: baseline.pid,
+            port: baselinePort,
+            headers: [
+              appHost,
+              `CF-Access-Client-Id: ${baseline.clientId}`,
+              `CF-Access-Client-Secret: ${baseline.secret}`,
+            ],
+          },
+          {
+            name: 'baseline Gatehouse, linked token (flow 1)',
+            pid: baseline.pid,
+            port: baselinePort,
+            headers: [appHost, `Cf-Access-Token: ${baseline.linked}`],
+          },
+        ]
+      : []),
   ];
   for (const config of configs) wrk(config.port, config.headers, 2); // warm-up (JIT, pools, caches)
   const runs = new Map<string, Run[]>(configs.map((config) => [config.name, []]));

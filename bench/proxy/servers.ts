@@ -11,9 +11,10 @@ import { loadSettings } from '../../src/config/settings.ts';
 import { openGateway } from '../../src/gateway.ts';
 import { mintJwt } from '../../src/keys/jwt.ts';
 import { createLogger } from '../../src/logging.ts';
-import { compilePolicies, evaluate } from '../../src/policy/index.ts';
+import { compilePolicies } from '../../src/policy/index.ts';
 import type { PolicyDefinition } from '../../src/policy/types.ts';
 import type { ProxyApp, ProxyConfig } from '../../src/proxy/config.ts';
+import { compiledPolicies } from '../../src/proxy/from-snapshot.ts';
 import { GatehouseProxy } from '../../src/proxy/proxy.ts';
 import { createServer } from '../../src/server.ts';
 import { tempDir } from '../../test/support/databases.ts';
@@ -73,6 +74,13 @@ if (mode === 'origin') {
     enabled: true,
   };
   const upstream = benchApp('upstream.test', []);
+  const staff: PolicyDefinition = {
+    id: randomUUID(),
+    name: 'staff',
+    decision: 'allow',
+    precedence: 3,
+    include: [{ email_domain: { domain: 'example.com' } }],
+  };
   const app = benchApp('app.test', [
     {
       id: randomUUID(),
@@ -88,13 +96,7 @@ if (mode === 'origin') {
       precedence: 2,
       include: [{ linked_app_token: { app_uid: upstream.id } }],
     },
-    {
-      id: randomUUID(),
-      name: 'staff',
-      decision: 'allow',
-      precedence: 3,
-      include: [{ email_domain: { domain: 'example.com' } }],
-    },
+    staff,
   ]);
   const config: ProxyConfig = {
     apps: [app, upstream],
@@ -123,7 +125,8 @@ if (mode === 'origin') {
   };
   const session = await mintJwt(
     gateway.keys,
-    { ...identity, aud: [app.aud] },
+    // As the login mints it: the policy that admitted the user (src/policy/session.ts).
+    { ...identity, aud: [app.aud], policy_id: staff.id, policy_precedence: staff.precedence },
     { issuer: settings.teamDomain, expiresAt },
   );
   const linked = await mintJwt(
@@ -164,6 +167,6 @@ function benchApp(host: string, policies: PolicyDefinition[]): ProxyApp {
     customDenyUrl: null,
     customNonIdentityDenyUrl: null,
     tokensRevokedAt: null,
-    policies: { evaluate: (context) => evaluate(compiled, context) },
+    policies: compiledPolicies(compiled),
   };
 }

@@ -69,10 +69,14 @@ function unitDuration(units: string, minMinutes: number, maxMinutes: number, ran
 }
 
 const idList = z.array(z.guid({ error: 'expected a UUID' })).max(MAX_LIST);
+/** IdP ids, lower-cased: the login compares them with stored ids as they are. */
+const idpIdList = z
+  .array(z.guid({ error: 'expected an identity provider UUID' }).transform((id) => id.toLowerCase()))
+  .max(MAX_LIST);
 
 const commonShape = {
   name: z.string().trim().min(1, 'must not be empty').max(MAX_NAME_LENGTH).optional(),
-  allowed_idps: idList.default([]),
+  allowed_idps: idpIdList.default([]),
   auto_redirect_to_identity: z.boolean().default(false),
   app_launcher_visible: z.boolean().default(true),
   logo_url: httpUrl.optional(),

@@ -34,9 +34,8 @@ export function registerAppRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const query = parseInput(listQuery, request.query, 'query');
     const { page, per_page, ...filter } = query;
     const { items, total } = await repos.apps.list(ctx.accountId, filter, pageWindow(query));
-    const result = await Promise.all(
-      items.map(async (stored) => appJson(stored, await repos.policies.listForApp(stored.id))),
-    );
+    const policies = await repos.policies.listForApps(items.map((stored) => stored.id));
+    const result = items.map((stored) => appJson(stored, policies.get(stored.id) ?? []));
     return { result, resultInfo: resultInfo(query, result.length, total) };
   });
 
@@ -60,6 +59,7 @@ export function registerAppRoutes(app: FastifyInstance, ctx: ApiContext): void {
         parsed.content,
       );
       const created = (await repos.apps.get(ctx.accountId, id, tx))!;
+      await assertIdpsExist(ctx, tx, parsed.content.config.allowed_idps);
       await writePolicyList(ctx, tx, created, parsed.policies ?? []);
       await assertAccessConfigValid(repos, ctx.accountId, tx);
       changed({ table: 'apps', accountId: ctx.accountId, id });
@@ -84,6 +84,7 @@ export function registerAppRoutes(app: FastifyInstance, ctx: ApiContext): void {
         throw invalidRequest(`type: an app's type cannot be changed (this app is ${existing.type})`);
       }
       await repos.apps.replace(tx, id, parsed.content);
+      await assertIdpsExist(ctx, tx, parsed.content.config.allowed_idps);
       // Policies are replaced only when the field is sent: app-scoped policies have their own
       // endpoints, and dropping them because a client left the field out would delete them.
       if (parsed.policies !== undefined) await writePolicyList(ctx, tx, existing, parsed.policies);
@@ -118,6 +119,23 @@ export function registerAppRoutes(app: FastifyInstance, ctx: ApiContext): void {
     });
     return { status: 202, result: null };
   });
+}
+
+/**
+ * `allowed_idps` must name identity providers of the account: an id that names nothing would
+ * offer no login at all, or a stale one, silently (spec §2.1: empty means every IdP).
+ */
+async function assertIdpsExist(ctx: ApiContext, tx: Tx, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  const known = new Set(
+    (await ctx.gateway.repos.identityProviders.listAll(ctx.accountId, tx)).map((idp) => idp.id),
+  );
+  const index = ids.findIndex((id) => !known.has(id));
+  if (index !== -1) {
+    throw invalidRequest(
+      `allowed_idps.${index}: identity provider ${ids[index]} does not exist; list the account's providers with GET /access/identity_providers`,
+    );
+  }
 }
 
 /** Locks the app row for the rest of the transaction and returns the app, or throws 404. */

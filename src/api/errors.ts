@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   unsupportedMediaType: 6010,
   /** 500: anything unexpected; details go to the log only. */
   internal: 10002,
+  /** 503: the database cannot be reached; nothing was written, retry later (docs/deploy.md fail-static). */
+  databaseUnavailable: 10503,
 } as const;
 
 /** An error the API reports to the client as is: status, Cloudflare-style code and message. */

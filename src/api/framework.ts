@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { Gateway } from '../gateway.ts';
 import type { Change } from '../store/changes.ts';
 import type { ApiToken } from '../store/repositories/api-tokens.ts';
-import type { Tx } from '../store/store.ts';
+import { isDatabaseUnavailable, type Tx } from '../store/store.ts';
 import { hashApiTokenSecret } from './api-tokens.ts';
 import {
   ApiError,
@@ -161,6 +161,18 @@ export function handleError(error: FastifyError | ApiError, request: FastifyRequ
   }
   const mapped = mapFastifyError(error);
   if (mapped) return reply.code(mapped.status).send(errorEnvelope(mapped.code, mapped.message));
+  if (isDatabaseUnavailable(error)) {
+    request.log.warn({ err: error }, 'management API request refused: database unreachable');
+    return reply
+      .code(503)
+      .header('retry-after', '5')
+      .send(
+        errorEnvelope(
+          ERROR_CODES.databaseUnavailable,
+          'service unavailable: the database cannot be reached; retry later',
+        ),
+      );
+  }
   request.log.error({ err: error }, 'management API request failed');
   return reply.code(500).send(errorEnvelope(ERROR_CODES.internal, 'internal error; see the gateway log'));
 }

@@ -203,6 +203,16 @@ export function registerIdentityProviderRoutes(app: FastifyInstance, ctx: ApiCon
   defineRoute(app, 'identity_providers.delete', async (request) => {
     const id = providerId(request);
     await ctx.write(request, 'identity_provider', async (tx, changed) => {
+      // An app's allowed_idps must keep naming providers that exist (apps.ts), so a provider
+      // an app offers cannot go first: the app would silently lose its login method.
+      const users = (await repos.apps.listAll(ctx.accountId, tx)).filter((app) =>
+        app.config.allowed_idps.includes(id),
+      );
+      if (users.length > 0) {
+        throw invalidRequest(
+          `identity provider ${id} is in allowed_idps of ${users.map((app) => `app "${app.name}" (${app.id})`).join(', ')}; remove it there first`,
+        );
+      }
       if (!(await repos.identityProviders.delete(tx, ctx.accountId, id)))
         throw notFound('identity provider', id);
       changed({ table: 'identity_providers', accountId: ctx.accountId, id });

@@ -18,6 +18,7 @@ import { appPolicyListQuery, reusableListQuery } from './policies.ts';
 import { ANY_TOKEN, API_ROUTES, type RouteId } from './routes.ts';
 import { serviceTokenSchemas } from './service-tokens.ts';
 import { tunnelSchemas } from './tunnels.ts';
+import { userPolicyCheckSchemas } from './user-policy-checks.ts';
 import { userSchemas } from './users.ts';
 
 /** The zod schemas a route parses: its query string and its JSON body. */
@@ -50,6 +51,7 @@ export const ROUTE_SCHEMAS: RouteSchemas = {
   ...organizationSchemas,
   ...keySchemas,
   ...userSchemas,
+  ...userPolicyCheckSchemas,
   ...logSchemas,
   ...tunnelSchemas,
   ...listSchemas,

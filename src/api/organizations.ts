@@ -6,6 +6,7 @@
 // refused rather than stored.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { endUserSessions } from '../identity/state.ts';
 import { parseGoDuration } from '../policy/index.ts';
 import { MAX_EMAIL_LENGTH, MAX_NAME_LENGTH } from '../policy/limits.ts';
 import type { Account, AccountUpdate } from '../store/repositories/accounts.ts';
@@ -206,7 +207,9 @@ export function registerOrganizationRoutes(app: FastifyInstance, ctx: ApiContext
       throw invalidRequest(`user_uid: ${body.user_uid} is not the user with email ${body.email}`);
     }
     await ctx.write(request, 'user', async (tx, changed) => {
-      await repos.users.revoke(tx, user.id, nowIso());
+      const at = nowIso();
+      await repos.users.revoke(tx, user.id, at);
+      await endUserSessions(tx, ctx.accountId, user.id, at);
       changed({ table: 'users', accountId: ctx.accountId, id: user.id });
       return { resourceId: user.id, value: undefined };
     });

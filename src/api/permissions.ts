@@ -8,6 +8,7 @@ export const PERMISSION_GROUPS = [
   'Access: Service Tokens Write',
   'Access: Organizations, Identity Providers, and Groups Read',
   'Access: Organizations, Identity Providers, and Groups Write',
+  'Access: Organizations Revoke',
   'Access: Audit Logs Read',
   'Cloudflare Tunnel Read',
   'Cloudflare Tunnel Write',

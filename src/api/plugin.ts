@@ -17,6 +17,7 @@ import { registerPolicyRoutes } from './policies.ts';
 import { registerServiceTokenRoutes } from './service-tokens.ts';
 import { TokenUsageRecorder } from './token-usage.ts';
 import { registerTunnelRoutes } from './tunnels.ts';
+import { registerUserPolicyCheckRoutes } from './user-policy-checks.ts';
 import { registerUserRoutes } from './users.ts';
 
 export const API_PREFIX = '/client/v4';
@@ -37,6 +38,7 @@ export function managementApi(gateway: Gateway): FastifyPluginAsync {
     const ctx = createApiContext(gateway);
     registerAccountRoutes(app, ctx);
     registerAppRoutes(app, ctx);
+    registerUserPolicyCheckRoutes(app, ctx);
     registerPolicyRoutes(app, ctx);
     registerGroupRoutes(app, ctx);
     registerServiceTokenRoutes(app, ctx);

@@ -19,6 +19,8 @@ import {
   policyInputSchema,
   referenceProblems,
 } from '../policy/index.ts';
+import { walkRules } from '../policy/rules.ts';
+import type { RuleBody, SelectorName } from '../policy/types.ts';
 import { type AccessConfig, loadAccessConfig, toPolicyDefinition } from '../store/access-config.ts';
 import type { GroupContent } from '../store/repositories/groups.ts';
 import type { PolicyContent } from '../store/repositories/policies.ts';
@@ -86,6 +88,34 @@ export function parseGroupBody(body: unknown): GroupContent {
   return { ...group, isDefault: isDefault === true };
 }
 
+const NO_MTLS =
+  'the gateway has no TLS client certificate (mTLS) configuration, so no request carries a verified certificate';
+
+/**
+ * Selectors the engine evaluates but whose facts no request to this gateway carries yet: the
+ * proxy and the login pass no country (no trusted CF-IPCountry header or MaxMind database is
+ * configurable), no client certificate and no external evaluation verdict. Such a rule never
+ * matches, so in an exclude it would silently exclude nobody; it is refused until the piece
+ * that supplies the fact lands (then its entry goes from here).
+ */
+const UNSUPPLIED_FACTS: Partial<Record<SelectorName, string>> = {
+  geo: 'the gateway has no trusted country source configured (a CF-IPCountry header from a trusted proxy, or a MaxMind database), so the rule could never match',
+  certificate: NO_MTLS,
+  common_name: NO_MTLS,
+  external_evaluation:
+    'the gateway does not call external evaluation endpoints on requests yet, so the rule could never match',
+};
+
+/** Rules of the body itself (groups are checked on their own) that name an unsupplied fact. */
+function unsuppliedFactProblems(body: RuleBody): PolicyProblem[] {
+  const problems: PolicyProblem[] = [];
+  for (const visit of walkRules(body, '', undefined)) {
+    const why = UNSUPPLIED_FACTS[visit.selector];
+    if (why) problems.push({ path: visit.path, message: `"${visit.selector}" is not available: ${why}` });
+  }
+  return problems;
+}
+
 /** Every problem in the account's configuration, each naming the object it is in. */
 export function accessConfigProblems(config: AccessConfig): string[] {
   const messages: string[] = [];
@@ -101,10 +131,14 @@ export function accessConfigProblems(config: AccessConfig): string[] {
       ...linkedAppProblems(policy, linkable, config.groups),
       ...decisionProblems(policy, config.groups),
       ...bodyProblems(policy),
+      ...unsuppliedFactProblems(policy),
     ]);
   }
   for (const group of config.groups.values()) {
-    report(`group "${group.name}" (${group.id})`, referenceProblems(group, known));
+    report(`group "${group.name}" (${group.id})`, [
+      ...referenceProblems(group, known),
+      ...unsuppliedFactProblems(group),
+    ]);
   }
   report('groups', groupGraphProblems(config.groups));
   const destinationOwner = new Map<string, string>();

@@ -31,6 +31,13 @@ const GROUPS_WRITE: readonly PermissionGroup[] = [
   'Access: Organizations, Identity Providers, and Groups Write',
 ];
 
+/**
+ * `Access: Organizations Revoke` "covers revoking user sessions" (spec §1.2, 2026 changelog):
+ * revoke_user, and, as the Apps Revoke group reads the lists it revokes from, the users list
+ * and their sessions. Nothing else.
+ */
+const USERS_READ_OR_REVOKE: readonly PermissionGroup[] = [...GROUPS_READ, 'Access: Organizations Revoke'];
+
 const ACCESS = '/accounts/:account_id/access';
 
 const SERVICE_TOKENS_READ: readonly PermissionGroup[] = [
@@ -59,6 +66,11 @@ export const API_ROUTES = {
     method: 'POST',
     path: `${ACCESS}/apps/:app_id/revoke_tokens`,
     permissions: ['Access: Apps and Policies Revoke', 'Access: Apps and Policies Write'],
+  },
+  'apps.user_policy_checks': {
+    method: 'GET',
+    path: `${ACCESS}/apps/:app_id/user_policy_checks`,
+    permissions: APPS_READ,
   },
 
   'app_policies.list': { method: 'GET', path: `${ACCESS}/apps/:app_id/policies`, permissions: APPS_READ },
@@ -148,18 +160,23 @@ export const API_ROUTES = {
   'organizations.revoke_user': {
     method: 'POST',
     path: `${ACCESS}/organizations/revoke_user`,
-    permissions: GROUPS_WRITE,
+    permissions: [...GROUPS_WRITE, 'Access: Organizations Revoke'],
   },
 
   'keys.get': { method: 'GET', path: `${ACCESS}/keys`, permissions: GROUPS_READ },
   'keys.update': { method: 'PUT', path: `${ACCESS}/keys`, permissions: GROUPS_WRITE },
   'keys.rotate': { method: 'POST', path: `${ACCESS}/keys/rotate`, permissions: GROUPS_WRITE },
 
-  'users.list': { method: 'GET', path: `${ACCESS}/users`, permissions: GROUPS_READ },
+  'users.list': { method: 'GET', path: `${ACCESS}/users`, permissions: USERS_READ_OR_REVOKE },
   'users.active_sessions': {
     method: 'GET',
     path: `${ACCESS}/users/:user_id/active_sessions`,
-    permissions: GROUPS_READ,
+    permissions: USERS_READ_OR_REVOKE,
+  },
+  'users.active_session': {
+    method: 'GET',
+    path: `${ACCESS}/users/:user_id/active_sessions/:nonce`,
+    permissions: USERS_READ_OR_REVOKE,
   },
   'users.last_seen_identity': {
     method: 'GET',

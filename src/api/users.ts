@@ -1,9 +1,12 @@
 // /accounts/{account_id}/access/users (spec §1.3): the people who logged in, one per email,
-// with their stable UUID (the `sub` of their tokens). Failed logins come from the access log;
-// last_seen_identity is rebuilt from the user's newest successful login there. Gatehouse keeps
-// no server-side list of sessions (sessions are signed tokens), so active_sessions is empty.
+// with their stable UUID (the `sub` of their tokens). Sessions are the organisation sessions the
+// login keeps in the store (src/identity/state.ts), read here and never written: active_sessions
+// lists the live ones, and last_seen_identity is the identity of the newest one (before any
+// session exists, it is rebuilt from the newest successful login in the access log). Failed
+// logins come from the access log.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { type LoginSession, LoginState } from '../identity/state.ts';
 import { MAX_EMAIL_LENGTH } from '../policy/limits.ts';
 import type { StoredAccessRequest } from '../store/repositories/access-requests.ts';
 import type { StoredUser } from '../store/repositories/users.ts';
@@ -72,9 +75,46 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
     return { result: items.map(userJson), resultInfo: resultInfo(query, items.length, total) };
   });
 
+  const state = new LoginState(ctx.gateway.store, ctx.accountId);
+
+  /**
+   * The user's live sessions, newest first: not ended, not expired, and not older than the
+   * user's revoke_user (which the login honours the same way for every session before it).
+   */
+  const liveSessions = async (user: StoredUser): Promise<LoginSession[]> => {
+    const sessions = await state.activeSessions(user.id, new Date());
+    return sessions.filter((session) => user.revokedAt === null || session.createdAt > user.revokedAt);
+  };
+
+  // Cloudflare's active session [TS: users/active-sessions.ts]; the nonce is the session's
+  // identity_nonce, as in its app tokens. Gatehouse does not record which apps a session
+  // opened, so `metadata.apps` is left out rather than sent empty.
   defineRoute(app, 'users.active_sessions', async (request) => {
-    await existing(request);
-    return { result: [], resultInfo: resultInfo({ page: 1, per_page: 25 }, 0, 0) };
+    const user = await existing(request);
+    const sessions = await liveSessions(user);
+    const result = sessions.map((session) => {
+      const iat = epochSeconds(session.createdAt);
+      const expires = epochSeconds(session.expiresAt);
+      return {
+        name: session.identity.name ?? user.name ?? user.email,
+        expiration: expires,
+        metadata: { nonce: session.identityNonce, iat, expires, ttl: expires - iat },
+      };
+    });
+    return {
+      result,
+      resultInfo: resultInfo({ page: 1, per_page: Math.max(result.length, 1) }, result.length, result.length),
+    };
+  });
+
+  defineRoute(app, 'users.active_session', async (request) => {
+    const user = await existing(request);
+    const nonce = (request.params as { nonce?: string }).nonce ?? '';
+    const session = NONCE.test(nonce)
+      ? (await liveSessions(user)).find((candidate) => candidate.identityNonce === nonce.toLowerCase())
+      : undefined;
+    if (!session) throw notFound('active session', JSON.stringify(nonce.slice(0, 64)));
+    return { result: { ...sessionIdentityJson(ctx.accountId, user, session), isActive: true } };
   });
 
   defineRoute(app, 'users.failed_logins', async (request) => {
@@ -88,30 +128,62 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
     return { result: items.map(failedLoginJson), resultInfo: resultInfo(query, items.length, total) };
   });
 
-  // The get-identity shape (spec §4.6) from the newest successful login; 404 before any.
+  // The get-identity shape (spec §4.6) of the newest session; before any, of the newest
+  // successful login in the access log; 404 when the user has neither.
   defineRoute(app, 'users.last_seen_identity', async (request) => {
     const user = await existing(request);
+    const session = await state.lastSession(user.id);
+    if (session) return { result: sessionIdentityJson(ctx.accountId, user, session) };
     const login = await repos.accessRequests.lastLogin(ctx.accountId, user.id);
     if (!login) throw notFound('identity of user', user.id);
     return {
       result: {
-        email: user.email,
-        name: user.name ?? '',
-        user_uuid: user.id,
-        account_id: ctx.accountId,
-        iat: Math.floor(Date.parse(login.created_at) / 1000),
+        ...identityBase(ctx.accountId, user),
+        iat: epochSeconds(login.created_at),
         ip: login.ip_address ?? '',
         geo: { country: login.country ?? '' },
         idp: { id: login.idp_id ?? '', type: login.connection ?? '' },
-        auth_status: 'NONE',
-        common_name: '',
-        service_token_id: '',
-        service_token_status: false,
-        is_warp: false,
-        is_gateway: false,
-        device_sessions: {},
-        version: 1,
       },
     };
   });
+}
+
+/** An identity_nonce as the login makes them: 16 random bytes in hex. */
+const NONCE = /^[0-9a-f]{32}$/i;
+
+const epochSeconds = (iso: string) => Math.floor(Date.parse(iso) / 1000);
+
+/** The fields of Cloudflare's identity document that Gatehouse always sends the same way. */
+function identityBase(accountId: string, user: StoredUser) {
+  return {
+    email: user.email,
+    name: user.name ?? '',
+    user_uuid: user.id,
+    account_id: accountId,
+    auth_status: 'NONE',
+    common_name: '',
+    service_token_id: '',
+    service_token_status: false,
+    is_warp: false,
+    is_gateway: false,
+    device_sessions: {},
+    version: 1,
+  };
+}
+
+/** A session's identity (spec §4.6): what the IdP said at that login. */
+function sessionIdentityJson(accountId: string, user: StoredUser, session: LoginSession) {
+  const { identity } = session;
+  return {
+    ...identityBase(accountId, user),
+    ...(identity.name !== undefined && { name: identity.name }),
+    iat: epochSeconds(session.createdAt),
+    ip: session.ip,
+    // The login knows no country for a session (spec §4.6 allows an empty one).
+    geo: { country: '' },
+    idp: { id: identity.idp.id, type: identity.idp.type },
+    identity_nonce: session.identityNonce,
+    ...(identity.amr !== undefined && { amr: identity.amr }),
+    ...(identity.oidcClaims !== undefined && { oidc_fields: identity.oidcClaims }),
+  };
 }

@@ -1,6 +1,7 @@
 // The `gatehouse` command (ARCHITECTURE.md §2). Every command takes the same settings flags;
 // results go to stdout, logs and errors to stderr. Exit codes: 0 ok, 1 runtime failure,
 // 2 bad settings or usage.
+import cluster from 'node:cluster';
 import { Command, CommanderError, Option } from 'commander';
 import { createApiToken, PermissionError } from '../api/api-tokens.ts';
 import { PERMISSION_GROUPS } from '../api/permissions.ts';
@@ -10,6 +11,9 @@ import { MasterKeyError } from '../keys/master-key.ts';
 import { createLogger, type Logger } from '../logging.ts';
 import { createServer } from '../server.ts';
 import { StoreError } from '../store/store.ts';
+import { registerDemoCommand } from './demo.ts';
+import { addPolicyCommands } from './policy-test.ts';
+import { primaryAskedToStop, runPrimary, workerChangeFeed } from './workers.ts';
 
 function withSettingsOptions(command: Command): Command {
   return command
@@ -25,6 +29,7 @@ function withSettingsOptions(command: Command): Command {
     .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR, default ./data)')
     .option('--database-url <url>', 'sqlite:<file> or postgres://… (env GATEHOUSE_DATABASE_URL)')
     .option('--api-listen <host:port>', 'extra listener serving only /client/v4 (env GATEHOUSE_API_LISTEN)')
+    .option('--workers <n>', 'processes sharing the listener, for start (env GATEHOUSE_WORKERS, default 1)')
     .addOption(
       new Option('--log-level <level>', 'log level (env GATEHOUSE_LOG_LEVEL, default info)').choices([
         'fatal',
@@ -45,7 +50,13 @@ function settingsFrom(command: Command): Settings {
 async function start(command: Command): Promise<void> {
   const settings = settingsFrom(command);
   const logger = createLogger(settings.logLevel);
-  const gateway = await openGateway(settings, logger, { maintenance: true });
+  if (settings.workers > 1 && cluster.isPrimary) {
+    await runPrimary(settings, logger, waitForSignal(logger));
+    logger.info('stopped');
+    return;
+  }
+  const changes = workerChangeFeed(settings);
+  const gateway = await openGateway(settings, logger, { maintenance: true, ...(changes && { changes }) });
   const server = await createServer(gateway, logger);
   const bound = await server.listen();
   logger.info(
@@ -58,9 +69,11 @@ async function start(command: Command): Promise<void> {
     },
     `Gatehouse is running: team domain ${settings.teamDomain}, listening on ${bound.listen}`,
   );
-  await waitForSignal(logger);
+  await Promise.race([waitForSignal(logger), primaryAskedToStop()]);
   await server.close();
   logger.info('stopped');
+  // A worker's IPC channel would keep it alive after its server closed.
+  cluster.worker?.disconnect();
 }
 
 function waitForSignal(logger: Logger): Promise<void> {
@@ -136,13 +149,9 @@ export function buildProgram(): Command {
     }
   });
 
-  withSettingsOptions(
-    program.command('demo').description('run the gateway with example apps and an MCP server'),
-  ).action(() => {
-    process.stderr.write(
-      'gatehouse demo is coming soon: it lands with the MCP work (see the feature status table in README.md).\n',
-    );
-  });
+  registerDemoCommand(program, () => waitForSignal(createLogger('silent')));
+
+  addPolicyCommands(program, withSettingsOptions, settingsFrom);
 
   return program;
 }

@@ -62,6 +62,13 @@ const settingsSchema = z
       .optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     keyRotationIntervalDays: z.number().int().min(1).max(365).default(42),
+    /** `start` runs this many processes (node:cluster) sharing the listener; flags and env give strings. */
+    workers: z
+      .preprocess(
+        (value) => (typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value),
+        z.number().int().min(1).max(64),
+      )
+      .default(1),
     ingress: z.array(ingressRuleSchema).max(1000).optional(),
     smtp: z
       .object({
@@ -90,6 +97,7 @@ export const settingNames = {
   masterKey: { flag: null, env: 'GATEHOUSE_MASTER_KEY' },
   logLevel: { flag: '--log-level', env: 'GATEHOUSE_LOG_LEVEL' },
   keyRotationIntervalDays: { flag: null, env: 'GATEHOUSE_KEY_ROTATION_INTERVAL_DAYS' },
+  workers: { flag: '--workers', env: 'GATEHOUSE_WORKERS' },
   ingress: { flag: null, env: null },
   smtp: { flag: null, env: null },
 } as const;

@@ -7,15 +7,15 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { sha256Hex } from '../keys/secrets.ts';
 import type { Database } from '../store/schema.ts';
-import type { Store } from '../store/store.ts';
+import type { Store, Tx } from '../store/store.ts';
 import type { LoginIdentity } from './types.ts';
 
 export interface LoginFlowsTable {
   id: string; // SHA-256 hex of the flow token
   account_id: string;
   browser_hash: string; // SHA-256 hex of the CF_Session cookie
-  app_id: string;
-  app_host: string;
+  app_id: string | null; // null: a team-domain login not made for an app
+  app_host: string | null; // null: the login returns to redirect_url on the team domain
   redirect_url: string;
   meta: string | null;
   ip: string;
@@ -47,8 +47,9 @@ type LoginDatabase = Database & { login_flows: LoginFlowsTable; login_sessions: 
 
 export interface LoginFlow {
   id: string;
-  appId: string;
-  appHost: string;
+  appId: string | null;
+  /** The app host the token is handed to; null when the login returns to a team-domain path. */
+  appHost: string | null;
   redirectUrl: string;
   meta: string | null;
   idpId: string | null;
@@ -88,8 +89,8 @@ export class LoginState {
   async createFlow(input: {
     token: string;
     browser: string;
-    appId: string;
-    appHost: string;
+    appId: string | null;
+    appHost: string | null;
     redirectUrl: string;
     meta: string | null;
     ip: string;
@@ -297,17 +298,22 @@ export class LoginState {
       .executeTakeFirst();
     return row ? toSession(row) : null;
   }
+}
 
-  /** Ends every session of the user (logout, revoke_user). */
-  async endSessions(userId: string, at: Date): Promise<void> {
-    await this.db
-      .updateTable('login_sessions')
-      .set({ revoked_at: at.toISOString() })
-      .where('account_id', '=', this.accountId)
-      .where('user_id', '=', userId)
-      .where('revoked_at', 'is', null)
-      .execute();
-  }
+/**
+ * Ends every organisation session of the user in the caller's transaction, beside the users
+ * row's revocation instant (logout, `revoke_user`), so the rows agree with what the check in
+ * src/login/org-session.ts already refuses.
+ */
+export async function endUserSessions(tx: Tx, accountId: string, userId: string, at: string): Promise<void> {
+  await tx
+    .withTables<{ login_sessions: LoginSessionsTable }>()
+    .updateTable('login_sessions')
+    .set({ revoked_at: at })
+    .where('account_id', '=', accountId)
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .execute();
 }
 
 function toSession(row: LoginSessionsTable): LoginSession {

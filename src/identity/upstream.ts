@@ -5,10 +5,16 @@
 import { createHmac } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { z } from 'zod';
+import { oidcIssuer } from './oidc-issuer.ts';
 import type { IdentityProvider, LoginIdentity } from './types.ts';
+import {
+  boundedFetch,
+  DEFAULT_UPSTREAM_LIMITS,
+  UpstreamError,
+  type UpstreamLimits,
+} from './upstream-fetch.ts';
 
-/** A refusal by or about the IdP; the message is safe to show (no secrets, no internals). */
-export class UpstreamError extends Error {}
+export { UpstreamError };
 
 export interface UpstreamFlow {
   /** The flow token, sent as `state`. */
@@ -31,9 +37,6 @@ export interface GitHubEndpoints {
 }
 
 export const GITHUB_DOTCOM: GitHubEndpoints = { web: 'https://github.com', api: 'https://api.github.com' };
-
-const UPSTREAM_TIMEOUT_MS = 10_000;
-const MAX_UPSTREAM_BODY = 1024 * 1024;
 
 /** The PKCE verifier (43 base64url characters, RFC 7636 §4.1) for a flow in this browser. */
 export function codeVerifierFor(browserSecret: string, flowId: string): string {
@@ -64,46 +67,59 @@ const oidcConfigSchema = z.object({
   claims: z.array(z.string().max(128)).max(64).optional(),
   email_claim_name: z.string().min(1).max(128).optional(),
   pkce_enabled: z.boolean().optional(),
-  /** Not in Cloudflare's shape (it names no issuer); when absent, the auth_url's origin. */
-  issuer_url: z.string().url().optional(),
 });
 
 const githubConfigSchema = z.object({ client_id: z.string().min(1).max(512) });
 
-export function upstreamFor(provider: IdentityProvider, github: GitHubEndpoints): Upstream {
+export function upstreamFor(
+  provider: IdentityProvider,
+  github: GitHubEndpoints,
+  limits: UpstreamLimits = DEFAULT_UPSTREAM_LIMITS,
+): Upstream {
   if (!provider.clientSecret) throw new UpstreamError('the identity provider has no client secret');
-  if (provider.type === 'oidc') return new OidcUpstream(provider, provider.clientSecret);
-  if (provider.type === 'github') return new GitHubUpstream(provider, provider.clientSecret, github);
+  if (provider.type === 'oidc') return new OidcUpstream(provider, provider.clientSecret, limits);
+  if (provider.type === 'github') return new GitHubUpstream(provider, provider.clientSecret, github, limits);
   throw new UpstreamError('unsupported identity provider type');
 }
 
 class OidcUpstream implements Upstream {
   private readonly config: z.infer<typeof oidcConfigSchema>;
-  private readonly client: oidc.Configuration;
+  private readonly auth: URL;
+  private readonly token: URL;
+  private readonly certs: URL;
 
   constructor(
     private readonly provider: IdentityProvider,
-    clientSecret: string,
+    private readonly clientSecret: string,
+    private readonly limits: UpstreamLimits,
   ) {
     const parsed = oidcConfigSchema.safeParse(provider.config);
     if (!parsed.success) throw new UpstreamError('the OIDC identity provider is misconfigured');
     this.config = parsed.data;
-    const auth = upstreamUrl(this.config.auth_url);
-    const token = upstreamUrl(this.config.token_url);
-    const certs = upstreamUrl(this.config.certs_url);
-    const issuer = this.config.issuer_url ? upstreamUrl(this.config.issuer_url).href : auth.origin;
-    this.client = new oidc.Configuration(
+    this.auth = upstreamUrl(this.config.auth_url);
+    this.token = upstreamUrl(this.config.token_url);
+    this.certs = upstreamUrl(this.config.certs_url);
+  }
+
+  /** openid-client's view of the IdP; `issuer` is what ID tokens must name (oidc-issuer.ts). */
+  private client(issuer: string): oidc.Configuration {
+    const client = new oidc.Configuration(
       {
-        issuer: issuer.replace(/\/$/, ''),
-        authorization_endpoint: auth.href,
-        token_endpoint: token.href,
-        jwks_uri: certs.href,
+        issuer,
+        authorization_endpoint: this.auth.href,
+        token_endpoint: this.token.href,
+        jwks_uri: this.certs.href,
       },
       this.config.client_id,
-      { timeout: UPSTREAM_TIMEOUT_MS / 1000 },
-      oidc.ClientSecretPost(clientSecret),
+      undefined,
+      oidc.ClientSecretPost(this.clientSecret),
     );
-    if ([auth, token, certs].some((url) => url.protocol === 'http:')) oidc.allowInsecureRequests(this.client);
+    // The token and key requests go through the same bounds as every upstream call.
+    client[oidc.customFetch] = (url, options) =>
+      boundedFetch(url, options as RequestInit, this.limits, 'the identity provider');
+    if ([this.auth, this.token, this.certs].some((url) => url.protocol === 'http:'))
+      oidc.allowInsecureRequests(client);
+    return client;
   }
 
   async authorizationUrl(flow: UpstreamFlow): Promise<URL> {
@@ -118,13 +134,15 @@ class OidcUpstream implements Upstream {
       parameters.code_challenge = await oidc.calculatePKCECodeChallenge(flow.codeVerifier);
       parameters.code_challenge_method = 'S256';
     }
-    return oidc.buildAuthorizationUrl(this.client, parameters);
+    // The authorization request names no issuer (RFC 6749 §4.1.1).
+    return oidc.buildAuthorizationUrl(this.client(this.auth.origin), parameters);
   }
 
   async complete(callbackUrl: URL, flow: UpstreamFlow): Promise<LoginIdentity> {
     let claims: oidc.IDToken | undefined;
     try {
-      const tokens = await oidc.authorizationCodeGrant(this.client, callbackUrl, {
+      const issuer = await oidcIssuer(this.auth, this.limits);
+      const tokens = await oidc.authorizationCodeGrant(this.client(issuer), callbackUrl, {
         expectedState: flow.state,
         expectedNonce: flow.nonce,
         idTokenExpected: true,
@@ -167,6 +185,7 @@ class GitHubUpstream implements Upstream {
     private readonly provider: IdentityProvider,
     private readonly clientSecret: string,
     private readonly endpoints: GitHubEndpoints,
+    private readonly limits: UpstreamLimits,
   ) {
     const parsed = githubConfigSchema.safeParse(provider.config);
     if (!parsed.success) throw new UpstreamError('the GitHub identity provider is misconfigured');
@@ -248,22 +267,12 @@ class GitHubUpstream implements Upstream {
     };
   }
 
-  /** One bounded request: timeout, no redirects, size limit, JSON only. */
+  /** One bounded request (src/identity/upstream-fetch.ts), JSON only. */
   private async json<T>(url: URL, init: RequestInit): Promise<T> {
-    let response: Response;
+    const response = await boundedFetch(url, init, this.limits, 'GitHub');
+    if (!response.ok) throw new UpstreamError('GitHub refused the login');
     try {
-      response = await fetch(url, {
-        ...init,
-        redirect: 'error',
-        signal: AbortSignal.timeout(UPSTREAM_TIMEOUT_MS),
-      });
-    } catch {
-      throw new UpstreamError('GitHub could not be reached');
-    }
-    const text = await response.text();
-    if (!response.ok || text.length > MAX_UPSTREAM_BODY) throw new UpstreamError('GitHub refused the login');
-    try {
-      return JSON.parse(text) as T;
+      return (await response.json()) as T;
     } catch {
       throw new UpstreamError('GitHub sent an unreadable answer');
     }

@@ -1,6 +1,13 @@
 // The key ring: the account's current signing key and the previous one, held in memory so
 // signing and verifying never wait on the database. It reloads when the store announces a
 // change to signing_keys (a rotation here, through the API, or on another node).
+//
+// Several nodes (docs/deploy.md): rotation runs under a cluster-wide lock and re-checks whether
+// it is still due inside it, so it happens once. A new key is published at once but, with an
+// activation delay, signs only once that delay has passed since its creation; until then the
+// previous key keeps signing. Every node hears of the rotation within about a second (change
+// feed) or at the next reconcile, well inside the delay, so no node ever receives a token signed
+// by a key it does not publish yet, and neither does a relying party reading its certs.
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import type { SigningKeyRepository, StoredSigningKey } from '../store/repositories/signing-keys.ts';
 import type { Store } from '../store/store.ts';
@@ -25,6 +32,9 @@ export interface CertsDocument {
 
 export class KeyRing {
   private current: (PublicKeyEntry & { privateKey: KeyObject; createdAt: string }) | null = null;
+  /** The previous key's signer, used while the current key is younger than the activation delay. */
+  private previousSigner: { kid: string; key: KeyObject } | null = null;
+  private activationDelayMs = 0;
   private published: PublicKeyEntry[] = [];
   private readonly listeners = new Set<() => void>();
   private unsubscribe: (() => void) | null = null;
@@ -45,10 +55,19 @@ export class KeyRing {
    * `gatehouse keys rotate` run from another process, and rotation when the interval is up.
    */
   async start(
-    options: { refreshMs?: number; rotationIntervalDays?: () => Promise<number> } = {},
+    options: {
+      refreshMs?: number;
+      rotationIntervalDays?: () => Promise<number>;
+      /** How long a new key is published before it signs (several nodes; 0 signs at once). */
+      activationDelayMs?: number;
+    } = {},
   ): Promise<void> {
-    if ((await this.keys.count(this.accountId)) === 0) await this.rotate();
-    else await this.reload();
+    this.activationDelayMs = options.activationDelayMs ?? 0;
+    // Under the lock, so nodes starting together on a new database create one first key.
+    await this.store.withLock(this.lockName(), async () => {
+      if ((await this.keys.count(this.accountId)) === 0) await this.rotateNow();
+      else await this.reload();
+    });
     this.unsubscribe = this.store.changes.subscribe((change) => {
       if (change.table === 'signing_keys' && change.accountId === this.accountId) {
         this.reload().catch(() => {
@@ -97,6 +116,17 @@ export class KeyRing {
     });
     const currentEntry = toPublicEntry(currentRow);
     this.current = { ...currentEntry, privateKey, createdAt: currentRow.created_at };
+    this.previousSigner =
+      previousRow && this.activationDelayMs > 0
+        ? {
+            kid: previousRow.kid,
+            key: createPrivateKey({
+              key: decrypt(this.master, previousRow.private_key_encrypted, previousRow.kid),
+              format: 'der',
+              type: 'pkcs8',
+            }),
+          }
+        : null;
     this.published = previousRow ? [currentEntry, toPublicEntry(previousRow)] : [currentEntry];
     const kids = this.published.map((entry) => entry.kid).join(',');
     if (kids !== this.loadedKids) {
@@ -105,8 +135,15 @@ export class KeyRing {
     }
   }
 
-  /** Generates a new current key; the old one becomes the previous key for 7 days. */
+  /**
+   * Generates a new current key; the old one becomes the previous key for 7 days. Serialised
+   * with rotations on other nodes by the cluster-wide lock.
+   */
   async rotate(): Promise<string> {
+    return this.store.withLock(this.lockName(), () => this.rotateNow());
+  }
+
+  private async rotateNow(): Promise<string> {
     const now = this.now();
     const generated = await generateSigningKey(now, `Gatehouse ${this.accountId}`);
     const row: StoredSigningKey = {
@@ -129,13 +166,25 @@ export class KeyRing {
 
   /** Rotates when the current key is older than the interval; returns the new kid if it did. */
   async rotateIfDue(intervalDays: number): Promise<string | null> {
-    const current = this.requireCurrent();
-    const age = this.now().getTime() - Date.parse(current.createdAt);
-    return age >= intervalDays * 86_400_000 ? this.rotate() : null;
+    const due = () =>
+      this.now().getTime() - Date.parse(this.requireCurrent().createdAt) >= intervalDays * 86_400_000;
+    if (!due()) return null;
+    // Another node may have rotated since this one last loaded: look again under the lock.
+    return this.store.withLock(this.lockName(), async () => {
+      await this.reload();
+      return due() ? this.rotateNow() : null;
+    });
   }
 
+  /** The key that signs now: the previous one while the current is inside its activation delay. */
   signingKey(): { kid: string; key: KeyObject } {
     const current = this.requireCurrent();
+    if (
+      this.previousSigner &&
+      this.now().getTime() - Date.parse(current.createdAt) < this.activationDelayMs
+    ) {
+      return this.previousSigner;
+    }
     return { kid: current.kid, key: current.privateKey };
   }
 
@@ -156,6 +205,10 @@ export class KeyRing {
       public_cert: { kid: current.kid, cert: current.certificatePem },
       public_certs: this.published.map((entry) => ({ kid: entry.kid, cert: entry.certificatePem })),
     };
+  }
+
+  private lockName(): string {
+    return `signing_keys:${this.accountId}`;
   }
 
   private requireCurrent() {

@@ -2,13 +2,17 @@
 // picker, one-time PIN, the OIDC/GitHub callback, the organisation session, the app token and
 // its hand-off to `<app host>/cdn-cgi/access/authorized`, get-identity and logout.
 //
+// A login may also be made for the team domain itself (`/cdn-cgi/access/login?redirect_url=<path>`,
+// src/login/org-session.ts): it ends on that team-domain path instead of an app hand-off.
+//
 // CSRF and login CSRF: every step after the first names its flow by an unguessable token (form
 // field, or OIDC `state`) that is valid only together with the CF_Session cookie it was created
-// with. Session fixation: the organisation session is always a new one, minted after the login.
-import { createHmac, randomBytes } from 'node:crypto';
+// with; the hand-off to the app host is bound to the app host's CF_AppSession cookie
+// (src/keys/app-session.ts). Session fixation: the organisation session is always a new one,
+// minted after the login.
+import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Gateway } from '../gateway.ts';
-import { identityProviderSource, TableAccessRequestLog, TableUserDirectory } from '../identity/directory.ts';
 import {
   createPinMailer,
   generatePin,
@@ -21,14 +25,9 @@ import {
   pinHash,
   pinMatches,
 } from '../identity/otp.ts';
-import { type LoginFlow, type LoginSession, LoginState } from '../identity/state.ts';
-import type {
-  AccessRequestLog,
-  IdentityProvider,
-  IdentityProviderSource,
-  LoginIdentity,
-  UserDirectory,
-} from '../identity/types.ts';
+import { listIdentityProviders } from '../identity/providers.ts';
+import { endUserSessions, type LoginFlow, type LoginSession, LoginState } from '../identity/state.ts';
+import type { IdentityProvider, LoginIdentity } from '../identity/types.ts';
 import {
   codeVerifierFor,
   GITHUB_DOTCOM,
@@ -38,13 +37,16 @@ import {
   type UpstreamFlow,
   upstreamFor,
 } from '../identity/upstream.ts';
-import { mintJwt, TokenError, verifyJwt } from '../keys/jwt.ts';
+import { DEFAULT_UPSTREAM_LIMITS, type UpstreamLimits } from '../identity/upstream-fetch.ts';
+import { appSessionMac, META } from '../keys/app-session.ts';
+import { mintJwt } from '../keys/jwt.ts';
 import type { Logger } from '../logging.ts';
 import { evaluate, parseGoDuration } from '../policy/index.ts';
 import type { SnapshotApp } from '../snapshot/snapshot.ts';
+import type { AccessRequestEntry } from '../store/repositories/access-requests.ts';
 import type { SelfHostedApp } from '../store/repositories/apps.ts';
-import { IdentityProviderRepository } from '../store/repositories/identity-providers.ts';
 import { FLOW_COOKIE, FLOW_COOKIE_SECONDS, ORG_COOKIE, readCookies, teamCookie } from './cookies.ts';
+import { liveSession, TEAM_RETURN_PARAM } from './org-session.ts';
 import {
   type Branding,
   blockPage,
@@ -56,17 +58,15 @@ import {
   pinPage,
   signedOutPage,
 } from './pages.ts';
-import { appServesHost, parseAppHost, safeRedirectPath } from './redirects.ts';
+import { appServesHost, isSafePath, parseAppHost, safeRedirectPath } from './redirects.ts';
 
 export interface LoginOptions {
   /** GitHub's web and API origins; tests point them at a local server. */
   github?: GitHubEndpoints;
   /** How PINs are sent; by default SMTP from the settings (or the development log). */
   mailer?: PinMailer;
-  /** Part B's implementations, once they exist (src/identity/directory.ts holds the interim ones). */
-  users?: UserDirectory;
-  accessRequests?: AccessRequestLog;
-  identityProviders?: IdentityProviderSource;
+  /** Deadline and size cap of each upstream IdP call; tests shorten them. */
+  upstreamLimits?: UpstreamLimits;
 }
 
 type AppEntry = SnapshotApp & { app: SelfHostedApp };
@@ -77,7 +77,6 @@ const DEFAULT_SESSION_MS = 86_400_000;
 const UNKNOWN_COUNTRY = 'XX';
 const FLOW_TOKEN = /^[A-Za-z0-9_-]{43}$/;
 const AUD = /^[0-9a-f]{64}$/;
-const META = /^[A-Za-z0-9_-]{16,128}$/;
 
 class LoginError extends Error {
   constructor(
@@ -95,13 +94,9 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
   const secure = team.protocol === 'https:';
   const accountId = account.accountId;
   const state = new LoginState(gateway.store, accountId);
-  const users = options.users ?? new TableUserDirectory(gateway.store, accountId);
-  const accessRequests = options.accessRequests ?? new TableAccessRequestLog(gateway.store, accountId);
-  const providers =
-    options.identityProviders ??
-    identityProviderSource(new IdentityProviderRepository(gateway.store), accountId, gateway.masterKey);
   const mailer = options.mailer ?? createPinMailer(settings.smtp, logger);
   const github = options.github ?? GITHUB_DOTCOM;
+  const limits = options.upstreamLimits ?? DEFAULT_UPSTREAM_LIMITS;
   const callbackUri = `${settings.teamDomain}/cdn-cgi/access/callback`;
 
   const branding = (): Branding => {
@@ -113,7 +108,16 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
   const fail = (reply: FastifyReply, error: LoginError) =>
     send(reply, errorPage(branding(), error.status, error.message));
   const clientIp = (request: FastifyRequest) => request.ip.replace(/^::ffff:/, '');
-  const rayId = () => randomBytes(8).toString('hex');
+  const redirect = (reply: FastifyReply, location: string) =>
+    reply.code(302).header('cache-control', 'no-store').header('location', location).send();
+  /** One row of the authentication log (spec §6); Gatehouse has no GeoIP data. */
+  const record = (request: FastifyRequest, entry: Omit<AccessRequestEntry, 'accountId' | 'ipAddress'>) =>
+    gateway.repos.accessRequests.record({
+      accountId,
+      ipAddress: clientIp(request),
+      country: UNKNOWN_COUNTRY,
+      ...entry,
+    });
 
   /** The app the login URL names: its AUD (`kid`) and a hostname of that same app. */
   function resolveApp(kid: unknown, hostParam: string): { entry: AppEntry; host: string } {
@@ -127,43 +131,33 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
     return { entry: entry as AppEntry, host: host.host };
   }
 
-  function appById(id: string): AppEntry {
-    const entry = gateway.snapshot.current().appsById.get(id);
+  /** The flow's app; null for a team-domain login. */
+  function flowApp(flow: LoginFlow): AppEntry | null {
+    if (flow.appId === null) return null;
+    const entry = gateway.snapshot.current().appsById.get(flow.appId);
     if (entry?.app.type !== 'self_hosted') throw new LoginError(400, 'The application no longer exists.');
     return entry as AppEntry;
   }
 
-  /** The IdPs this app offers: its `allowed_idps`, or every IdP when the list is empty (spec §2.1). */
-  async function idpsFor(app: SelfHostedApp): Promise<IdentityProvider[]> {
-    const all = await providers.list();
-    const allowed = app.config.allowed_idps;
+  /** What the pages call the thing being signed in to. */
+  const targetName = (entry: AppEntry | null) => entry?.app.name ?? branding().organisation;
+
+  /**
+   * The IdPs offered: the app's `allowed_idps`, or every IdP when the list is empty or the
+   * login is the team domain's own (spec §2.1).
+   */
+  async function idpsFor(entry: AppEntry | null): Promise<IdentityProvider[]> {
+    const all = await listIdentityProviders(gateway);
+    const allowed = entry?.app.config.allowed_idps ?? [];
     return all.filter((idp) => allowed.length === 0 || allowed.includes(idp.id));
   }
 
   /** The organisation session named by the team domain's cookie, if it is live. */
-  async function currentSession(request: FastifyRequest): Promise<LoginSession | null> {
-    const token = readCookies(request.headers.cookie).get(ORG_COOKIE);
-    if (!token) return null;
-    try {
-      const { payload } = await verifyJwt(keys, token, {
-        issuer: settings.teamDomain,
-        audience: accountId,
-        requiredClaims: ['sub', 'jti'],
-      });
-      if (payload.type !== 'org' || typeof payload.jti !== 'string') return null;
-      const session = await state.getSession(payload.jti);
-      const now = new Date().toISOString();
-      if (!session || session.userId !== payload.sub || session.revokedAt || session.expiresAt <= now)
-        return null;
-      const user = await users.get(session.userId);
-      // revoke_user and logout end every session created before them (decision 3).
-      if (!user || (user.revokedAt && session.createdAt <= user.revokedAt)) return null;
-      return session;
-    } catch (error) {
-      if (error instanceof TokenError) return null;
-      throw error;
-    }
-  }
+  const currentSession = (request: FastifyRequest) => liveSession(gateway, state, request.headers.cookie);
+
+  /** Where the browser goes when the form after the PIN posts: the app host or this origin. */
+  const continueOrigin = (flow: LoginFlow) =>
+    flow.appHost === null ? team.origin : `${team.protocol}//${flow.appHost}`;
 
   function flowCookieSecret(request: FastifyRequest): string | null {
     const value = readCookies(request.headers.cookie).get(FLOW_COOKIE);
@@ -204,19 +198,19 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
     flow: LoginFlow,
     browser: string,
     idp: IdentityProvider,
-    entry: AppEntry,
+    entry: AppEntry | null,
   ) {
     if (idp.type === 'onetimepin') {
       await state.chooseIdp(flow.id, idp.id, null);
-      return send(reply, emailPage(branding(), entry.app.name, token));
+      return send(reply, emailPage(branding(), targetName(entry), token));
     }
     const nonce = randomBytes(32).toString('base64url');
     await state.chooseIdp(flow.id, idp.id, nonce);
     try {
-      const url = await upstreamFor(idp, github).authorizationUrl(
+      const url = await upstreamFor(idp, github, limits).authorizationUrl(
         upstreamFlow(token, { ...flow, nonce }, browser),
       );
-      return reply.code(302).header('cache-control', 'no-store').header('location', url.href).send();
+      return redirect(reply, url.href);
     } catch (error) {
       if (error instanceof UpstreamError) throw new LoginError(502, error.message);
       throw error;
@@ -235,7 +229,7 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
   async function handOff(
     request: FastifyRequest,
     reply: FastifyReply,
-    input: { entry: AppEntry; host: string; redirectUrl: string; meta: string | null; session: LoginSession },
+    input: { entry: AppEntry; host: string; redirectUrl: string; meta: string; session: LoginSession },
   ) {
     const { entry, session } = input;
     const identity = { ...session.identity, userUid: session.userId };
@@ -244,23 +238,20 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
       ? evaluate(entry.compiled, { now, identity, clientIp: clientIp(request) })
       : { decision: 'deny' as const, policy: null };
     const allowed = decision.decision !== 'deny';
-    await accessRequests.record({
+    await record(request, {
       action: 'login',
       allowed,
       userEmail: identity.email,
       userId: session.userId,
-      ipAddress: clientIp(request),
       appUid: entry.app.id,
       appDomain: input.host,
       appType: entry.app.type,
       connection: identity.idp.type,
       idpId: identity.idp.id,
-      country: UNKNOWN_COUNTRY,
-      rayId: rayId(),
     });
     if (!allowed) {
       const url = entry.app.config.custom_deny_url;
-      if (url) return reply.code(302).header('cache-control', 'no-store').header('location', url).send();
+      if (url) return redirect(reply, url);
       return send(reply, blockPage(branding(), entry.app.config.custom_deny_message ?? null));
     }
     // Policy session, else app session, else 24h (spec §2.3).
@@ -274,6 +265,12 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
         sub: session.userId,
         identity_nonce: session.identityNonce,
         country: UNKNOWN_COUNTRY,
+        // The admitting policy: the proxy re-checks its non-identity rules per request without
+        // the identity selectors it cannot see (src/policy/session.ts, spec §3.3).
+        ...(decision.policy && {
+          policy_id: decision.policy.id,
+          policy_precedence: decision.policy.precedence,
+        }),
       },
       { issuer: settings.teamDomain, expiresAt: Math.floor((now + lifetime) / 1000) },
     );
@@ -282,11 +279,7 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
     target.searchParams.set('redirect_url', input.redirectUrl);
     // Ties the hand-off to the CF_AppSession cookie the app host set before sending the browser
     // here (spec §4.1 step 6): the app host accepts the token only with its own cookie's MAC.
-    if (input.meta)
-      target.searchParams.set(
-        'app_session',
-        createHmac('sha256', input.meta).update(token).digest('base64url'),
-      );
+    target.searchParams.set('app_session', appSessionMac(input.meta, token));
     return reply
       .code(302)
       .header('cache-control', 'no-store')
@@ -302,13 +295,14 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
     flow: LoginFlow,
     identity: LoginIdentity,
   ) {
-    const entry = appById(flow.appId);
+    const entry = flowApp(flow);
     const now = new Date();
-    const user = await users.upsertOnLogin({
-      email: identity.email,
-      ...(identity.name !== undefined && { name: identity.name }),
-      at: now.toISOString(),
-    });
+    const user = await gateway.repos.users.upsertOnLogin(
+      accountId,
+      identity.email,
+      identity.name ?? null,
+      now,
+    );
     const orgMs = sessionMs(gateway.snapshot.current().account.sessionDuration);
     const session = await state.createSession({
       userId: user.id,
@@ -329,13 +323,29 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
       // The flow secret has done its job; a new login gets a new one.
       teamCookie(FLOW_COOKIE, '', { expiresAt: 0, secure, path: '/cdn-cgi/access' }),
     ]);
-    return handOff(request, reply, {
-      entry,
-      host: flow.appHost,
-      redirectUrl: flow.redirectUrl,
-      meta: flow.meta,
-      session,
+    if (flow.appHost !== null) {
+      // App flows always carry their app and `meta` (the login route sends them back otherwise).
+      if (!entry || flow.meta === null) throw new LoginError(400, 'The sign-in link is not valid.');
+      return handOff(request, reply, {
+        entry,
+        host: flow.appHost,
+        redirectUrl: flow.redirectUrl,
+        meta: flow.meta,
+        session,
+      });
+    }
+    // A team-domain login: the module that asked for it (org-session.ts loginUrl) decides.
+    await record(request, {
+      action: 'login',
+      allowed: true,
+      userEmail: identity.email,
+      userId: user.id,
+      appUid: entry?.app.id ?? null,
+      appType: entry?.app.type ?? null,
+      connection: identity.idp.type,
+      idpId: identity.idp.id,
     });
+    return redirect(reply, new URL(flow.redirectUrl, team.origin).href);
   }
 
   async function recordFailure(
@@ -344,20 +354,17 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
     idp: IdentityProvider | null,
     email: string | null,
   ) {
-    const entry = flow ? gateway.snapshot.current().appsById.get(flow.appId) : undefined;
-    await accessRequests.record({
+    const entry = flow?.appId ? gateway.snapshot.current().appsById.get(flow.appId) : undefined;
+    await record(request, {
       action: 'login',
       allowed: false,
       userEmail: email,
       userId: null,
-      ipAddress: clientIp(request),
       appUid: entry?.app.id ?? null,
       appDomain: flow?.appHost ?? null,
       appType: entry?.app.type ?? null,
       connection: idp?.type ?? null,
       idpId: idp?.id ?? null,
-      country: UNKNOWN_COUNTRY,
-      rayId: rayId(),
     });
   }
 
@@ -377,12 +384,54 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
       return fail(reply, new LoginError(502, 'Something went wrong. Try again in a moment.'));
     });
 
+    /** A new login attempt in this browser: the picker, or straight to the only IdP. */
+    async function startFlow(
+      request: FastifyRequest,
+      reply: FastifyReply,
+      target: { entry: AppEntry | null; host: string | null; redirectUrl: string; meta: string | null },
+    ) {
+      const idps = await idpsFor(target.entry);
+      if (idps.length === 0) throw new LoginError(400, 'No sign-in method is configured.');
+      const browser = flowCookieSecret(request) ?? randomBytes(32).toString('base64url');
+      const token = randomBytes(32).toString('base64url');
+      await state.createFlow({
+        token,
+        browser,
+        appId: target.entry?.app.id ?? null,
+        appHost: target.host,
+        redirectUrl: target.redirectUrl,
+        meta: target.meta,
+        ip: clientIp(request),
+        now: new Date(),
+      });
+      reply.header(
+        'set-cookie',
+        teamCookie(FLOW_COOKIE, browser, {
+          expiresAt: Math.floor(Date.now() / 1000) + FLOW_COOKIE_SECONDS,
+          secure,
+          path: '/cdn-cgi/access',
+        }),
+      );
+      const autoRedirect =
+        target.entry?.app.config.auto_redirect_to_identity ||
+        gateway.snapshot.current().account.autoRedirectToIdentity;
+      if (autoRedirect && idps.length === 1) {
+        const flow = (await state.findFlow(token, browser, new Date()))!;
+        return startIdp(reply, token, flow, browser, idps[0]!, target.entry);
+      }
+      return send(reply, pickerPage(branding(), targetName(target.entry), token, idps, formTargets(idps)));
+    }
+
     app.get<{ Params: { host: string }; Querystring: Record<string, string | undefined> }>(
       '/cdn-cgi/access/login/:host',
       async (request, reply) => {
         const { entry, host } = resolveApp(request.query.kid, request.params.host);
         const redirectUrl = safeRedirectPath(request.query.redirect_url);
         const meta = request.query.meta && META.test(request.query.meta) ? request.query.meta : null;
+        // No `meta`: this login was not begun by the app host (a bookmark, a hand-made link), so
+        // the hand-off could not be bound to the browser. The app host sets its CF_AppSession
+        // cookie and comes back here with `meta` (src/proxy/proxy.ts, the redirect to login).
+        if (!meta) return redirect(reply, `${team.protocol}//${host}${redirectUrl}`);
         const session = await currentSession(request);
         const revokedAt = entry.app.tokensRevokedAt;
         // With a live organisation session the app token is minted silently, after the
@@ -392,37 +441,24 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
           await state.touchSession(session.id, new Date());
           return handOff(request, reply, { entry, host, redirectUrl, meta, session });
         }
-        const idps = await idpsFor(entry.app);
-        if (idps.length === 0)
-          throw new LoginError(400, 'No sign-in method is configured for this application.');
-        const browser = flowCookieSecret(request) ?? randomBytes(32).toString('base64url');
-        const token = randomBytes(32).toString('base64url');
-        await state.createFlow({
-          token,
-          browser,
-          appId: entry.app.id,
-          appHost: host,
-          redirectUrl,
-          meta,
-          ip: clientIp(request),
-          now: new Date(),
-        });
-        reply.header(
-          'set-cookie',
-          teamCookie(FLOW_COOKIE, browser, {
-            expiresAt: Math.floor(Date.now() / 1000) + FLOW_COOKIE_SECONDS,
-            secure,
-            path: '/cdn-cgi/access',
-          }),
-        );
-        const autoRedirect =
-          entry.app.config.auto_redirect_to_identity ||
-          gateway.snapshot.current().account.autoRedirectToIdentity;
-        if (autoRedirect && idps.length === 1) {
-          const flow = (await state.findFlow(token, browser, new Date()))!;
-          return startIdp(reply, token, flow, browser, idps[0]!, entry);
+        return startFlow(request, reply, { entry, host, redirectUrl, meta });
+      },
+    );
+
+    // The team domain's own login (src/login/org-session.ts `loginUrl`): it ends on a path of
+    // the team domain, never anywhere else.
+    app.get<{ Querystring: Record<string, string | undefined> }>(
+      '/cdn-cgi/access/login',
+      async (request, reply) => {
+        const returnTo = request.query[TEAM_RETURN_PARAM];
+        if (returnTo === undefined || !isSafePath(returnTo))
+          throw new LoginError(400, 'The sign-in link is not valid.');
+        const session = await currentSession(request);
+        if (session) {
+          await state.touchSession(session.id, new Date());
+          return redirect(reply, new URL(returnTo, team.origin).href);
         }
-        return send(reply, pickerPage(branding(), entry.app.name, token, idps, formTargets(idps)));
+        return startFlow(request, reply, { entry: null, host: null, redirectUrl: returnTo, meta: null });
       },
     );
 
@@ -441,8 +477,8 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
     app.post<{ Body: Record<string, string | undefined> }>('/cdn-cgi/access/idp', async (request, reply) => {
       const body = request.body ?? {};
       const { flow, browser } = await loadFlow(request, body.flow);
-      const entry = appById(flow.appId);
-      const idp = (await idpsFor(entry.app)).find((candidate) => candidate.id === body.idp);
+      const entry = flowApp(flow);
+      const idp = (await idpsFor(entry)).find((candidate) => candidate.id === body.idp);
       if (!idp) throw new LoginError(400, 'That sign-in method is not available for this application.');
       return startIdp(reply, body.flow!, flow, browser, idp, entry);
     });
@@ -450,12 +486,15 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
     app.post<{ Body: Record<string, string | undefined> }>('/cdn-cgi/access/otp', async (request, reply) => {
       const body = request.body ?? {};
       const { flow, browser } = await loadFlow(request, body.flow);
-      const entry = appById(flow.appId);
-      const idp = (await idpsFor(entry.app)).find((candidate) => candidate.id === flow.idpId);
+      const entry = flowApp(flow);
+      const idp = (await idpsFor(entry)).find((candidate) => candidate.id === flow.idpId);
       if (idp?.type !== 'onetimepin') throw new LoginError(400, 'Choose a sign-in method first.');
       const email = (body.email ?? '').trim().toLowerCase();
       if (!isEmail(email))
-        return send(reply, emailPage(branding(), entry.app.name, body.flow!, 'Enter a valid email address.'));
+        return send(
+          reply,
+          emailPage(branding(), targetName(entry), body.flow!, 'Enter a valid email address.'),
+        );
       const now = new Date();
       const counts = await state.pinRequestsSince(
         email,
@@ -465,13 +504,15 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
       if (counts.email >= MAX_PINS_PER_EMAIL || counts.ip >= MAX_PINS_PER_IP) {
         throw new LoginError(429, 'Too many codes were requested. Wait a few minutes and try again.');
       }
-      // A PIN goes only to an address the app's policies would let in; the page says the same
-      // either way, and mail is sent in the background so timing does not tell either.
+      // For an app, a PIN goes only to an address its policies would let in; the page says the
+      // same either way, and mail is sent in the background so timing does not tell either. A
+      // team-domain login has no policy of its own: whoever asked for it checks the identity.
       const identity: LoginIdentity = { email, idp: { id: idp.id, type: idp.type } };
-      const allowed = entry.compiled
-        ? evaluate(entry.compiled, { now: now.getTime(), identity, clientIp: clientIp(request) }).decision !==
-          'deny'
-        : false;
+      const allowed = entry
+        ? entry.compiled !== null &&
+          evaluate(entry.compiled, { now: now.getTime(), identity, clientIp: clientIp(request) }).decision !==
+            'deny'
+        : true;
       const pin = generatePin();
       await state.setPin(flow.id, email, allowed ? pinHash(browser, flow.id, pin) : null, now);
       if (allowed) {
@@ -479,8 +520,7 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
           .send(email, pin, branding().organisation)
           .catch((error: unknown) => logger.error({ err: error }, 'could not send the one-time PIN email'));
       }
-      const appOrigin = `${team.protocol}//${flow.appHost}`;
-      return send(reply, pinPage(branding(), entry.app.name, body.flow!, email, appOrigin));
+      return send(reply, pinPage(branding(), targetName(entry), body.flow!, email, continueOrigin(flow)));
     });
 
     app.post<{ Body: Record<string, string | undefined> }>(
@@ -488,14 +528,16 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
       async (request, reply) => {
         const body = request.body ?? {};
         const { flow, browser } = await loadFlow(request, body.flow);
-        const entry = appById(flow.appId);
-        const idp = (await idpsFor(entry.app)).find((candidate) => candidate.id === flow.idpId);
+        const entry = flowApp(flow);
+        const idp = (await idpsFor(entry)).find((candidate) => candidate.id === flow.idpId);
         if (idp?.type !== 'onetimepin' || !flow.pinEmail || !flow.pinSentAt) {
           throw new LoginError(400, 'Request a code first.');
         }
-        const appOrigin = `${team.protocol}//${flow.appHost}`;
         const again = (message: string) =>
-          send(reply, pinPage(branding(), entry.app.name, body.flow!, flow.pinEmail!, appOrigin, message));
+          send(
+            reply,
+            pinPage(branding(), targetName(entry), body.flow!, flow.pinEmail!, continueOrigin(flow), message),
+          );
         const attempts = await state.countPinAttempt(flow.id);
         const pin = body.pin ?? '';
         const expired = Date.parse(flow.pinSentAt) + PIN_LIFETIME_MS <= Date.now();
@@ -526,8 +568,8 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
       '/cdn-cgi/access/callback',
       async (request, reply) => {
         const { flow, browser } = await loadFlow(request, request.query.state);
-        const entry = appById(flow.appId);
-        const idp = (await idpsFor(entry.app)).find((candidate) => candidate.id === flow.idpId);
+        const entry = flowApp(flow);
+        const idp = (await idpsFor(entry)).find((candidate) => candidate.id === flow.idpId);
         if (!idp || idp.type === 'onetimepin')
           throw new LoginError(400, 'This sign-in attempt is not waiting for an identity provider.');
         // Consumed before the code is redeemed: a replayed callback finds no flow.
@@ -536,7 +578,7 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
         let identity: LoginIdentity;
         try {
           const url = new URL(request.url, settings.teamDomain);
-          identity = await upstreamFor(idp, github).complete(
+          identity = await upstreamFor(idp, github, limits).complete(
             url,
             upstreamFlow(request.query.state!, flow, browser),
           );
@@ -561,23 +603,21 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
     app.get('/cdn-cgi/access/logout', async (request, reply) => {
       const session = await currentSession(request);
       if (session) {
-        const now = new Date();
-        // Every session and token of the user, in every app, ends now (spec §4.6).
-        await state.endSessions(session.userId, now);
-        await users.revoke(session.userId, now.toISOString());
-        await accessRequests.record({
+        const at = new Date().toISOString();
+        // Every session and token of the user, in every app, ends now (spec §4.6): the session
+        // rows, and the user's revocation instant that the proxy's snapshot follows (decision 3).
+        await gateway.store.write(async (tx, changed) => {
+          await gateway.repos.users.revoke(tx, session.userId, at);
+          await endUserSessions(tx, accountId, session.userId, at);
+          changed({ table: 'users', accountId, id: session.userId });
+        });
+        await record(request, {
           action: 'logout',
           allowed: true,
           userEmail: session.identity.email,
           userId: session.userId,
-          ipAddress: clientIp(request),
-          appUid: null,
-          appDomain: null,
-          appType: null,
           connection: session.identity.idp.type,
           idpId: session.identity.idp.id,
-          country: UNKNOWN_COUNTRY,
-          rayId: rayId(),
         });
       }
       reply.header('set-cookie', [

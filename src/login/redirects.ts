@@ -12,16 +12,19 @@ const HOST = /^([a-z0-9](?:[a-z0-9-]{0,62}\.)*[a-z0-9-]{1,63})(?::(\d{1,5}))?$/;
  * characters and spaces (header splitting), and anything a URL parser would take off-host.
  */
 export function safeRedirectPath(value: string | undefined): string {
-  if (!value || value.length > MAX_REDIRECT) return '/';
-  if (!value.startsWith('/') || value.startsWith('//') || value.includes('\\')) return '/';
+  return value !== undefined && isSafePath(value) ? value : '/';
+}
+
+/** Whether `value` is a path that stays on whichever host it is resolved against (see above). */
+export function isSafePath(value: string): boolean {
+  if (!value || value.length > MAX_REDIRECT) return false;
+  if (!value.startsWith('/') || value.startsWith('//') || value.includes('\\')) return false;
   for (const char of value) {
     const code = char.charCodeAt(0);
-    if (code <= 0x20 || (code >= 0x7f && code <= 0x9f)) return '/';
+    if (code <= 0x20 || (code >= 0x7f && code <= 0x9f)) return false;
   }
   const base = new URL('http://app.invalid');
-  const resolved = new URL(value, base);
-  if (resolved.origin !== base.origin) return '/';
-  return value;
+  return new URL(value, base).origin === base.origin;
 }
 
 /**

@@ -28,4 +28,5 @@ export {
   ruleSchema,
 } from './schema.ts';
 export { SELECTOR_KINDS, type SelectorKind, UNSUPPORTED_SELECTORS } from './selectors.ts';
+export { type AdmittedBy, evaluateSession } from './session.ts';
 export type * from './types.ts';

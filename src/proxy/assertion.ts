@@ -8,6 +8,8 @@ import type { KeyRing } from '../keys/keyring.ts';
 
 interface Entry {
   token: Promise<string>;
+  /** The token's `exp`. */
+  expiresAt: number;
   /** Reuse until this Unix second: a margin before expiry so the origin never sees a dead token. */
   refreshAt: number;
 }
@@ -28,15 +30,21 @@ export class AssertionMinter {
 
   /** The assertion for `key`, minted with `claims` and `expiresAt` when none is fresh. */
   get(key: string, claims: JWTPayload, expiresAt: number): Promise<string> {
+    return this.entry(key, claims, expiresAt).token;
+  }
+
+  /** Like get, with the `exp` of the token handed out (an earlier one when cached). */
+  entry(key: string, claims: JWTPayload, expiresAt: number): Readonly<Entry> {
     const now = this.nowSeconds();
     const cached = this.cache.get(key);
-    if (cached && cached.refreshAt > now) return cached.token;
+    if (cached && cached.refreshAt > now) return cached;
     const margin = Math.min(60, Math.floor((expiresAt - now) / 10));
     const token = mintJwt(this.keys, claims, { issuer: this.issuer, expiresAt, now: new Date(now * 1000) });
     if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(key, { token, refreshAt: expiresAt - margin });
+    const entry = { token, expiresAt, refreshAt: expiresAt - margin };
+    this.cache.set(key, entry);
     // A failed signing (keys being reloaded) must not stay cached.
     token.catch(() => this.cache.delete(key));
-    return token;
+    return entry;
   }
 }

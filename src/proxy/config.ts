@@ -4,6 +4,7 @@
 // management API stores things, and the hot path never touches the database.
 import type { IngressRule } from '../config/settings.ts';
 import type { ServiceTokenCredentials } from '../keys/service-token-secrets.ts';
+import type { AdmittedBy } from '../policy/session.ts';
 import type { Decision, RequestContext } from '../policy/types.ts';
 
 export type SameSite = 'none' | 'lax' | 'strict';
@@ -24,11 +25,17 @@ export interface CorsSettings {
 /**
  * An application's compiled policies. Identity selectors were checked when the login minted the
  * app token; per request the proxy asks again with the request facts (client address, verified
- * service token, verified linked token) and, for a session, the identity carried by the token
- * (spec §3.3 "Non-identity selectors … are also checked continuously").
+ * service token, verified linked token) (spec §3.3 "Non-identity selectors … are also checked
+ * continuously").
  */
 export interface AppPolicies {
+  /** Requests without a session: service tokens, linked tokens, no credential (Bypass). */
   evaluate(context: RequestContext): Decision;
+  /**
+   * Requests with this app's token, which records the policy that admitted the user at login
+   * (src/policy/session.ts); null when a fresh login must decide.
+   */
+  evaluateSession(context: RequestContext, admitted: AdmittedBy): Decision | null;
 }
 
 export interface ProxyApp {

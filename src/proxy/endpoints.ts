@@ -1,11 +1,13 @@
 // Access's endpoints on application hosts (spec §4.1 step 6, §4.6): they answer on every app
 // host under /cdn-cgi/access/ and never reach the origin.
-// - authorized: the login hands the app token over (`?token=<app JWT>&redirect_url=<path>`);
-//   the cookie is set on this host and the browser sent on to a path of this same host.
+// - authorized: the login hands the app token over (`?token=<app JWT>&redirect_url=<path>
+//   &app_session=<MAC>`), accepted only with this browser's CF_AppSession cookie; the cookie is
+//   set on this host and the browser sent on to a path of this same host.
 // - get-identity: the identity behind the app token.
 // - logout: clears this host's cookie and continues on the team domain, which ends the session
 //   everywhere (the login work owns revocation).
 import type http from 'node:http';
+import { appSessionSecretFrom, handOffMatches } from '../keys/app-session.ts';
 import { TokenError } from '../keys/jwt.ts';
 import type { ProxyApp } from './config.ts';
 import { APP_COOKIE, type ScannedHeaders, splitCookies } from './headers.ts';
@@ -57,6 +59,10 @@ async function authorized(context: EndpointContext): Promise<Reply> {
   const claims = token ? await ownToken(context, token) : null;
   if (!token || !claims)
     return htmlReply(401, 'The sign-in link is invalid or has expired. Please sign in again.');
+  // Only the browser that began this login may finish it (CSRF, src/keys/app-session.ts).
+  const secret = appSessionSecretFrom(context.headers.cookie);
+  if (!handOffMatches(secret, token, params.get('app_session')))
+    return htmlReply(403, 'This sign-in was started in another browser. Please sign in again.');
   return {
     status: 302,
     headers: {
@@ -127,18 +133,27 @@ export function sameHostPath(redirect: string | null): string {
  * without `Secure`, so on plain http it is sent as Lax.
  */
 function appCookie(context: EndpointContext, value: string, expiresAt: number): string {
-  const { app, appPath } = context.route;
+  return appCookieHeader(context.route.app, context.route.appPath, context.secure, value, expiresAt);
+}
+
+export function appCookieHeader(
+  app: ProxyApp,
+  appPath: string,
+  secure: boolean,
+  value: string,
+  expiresAt: number,
+): string {
   const literal: string[] = [];
   for (const segment of appPath.split('/').filter((part) => part !== '')) {
     if (segment.includes('*')) break;
     literal.push(segment);
   }
   const path = app.pathCookie && literal.length > 0 ? `/${literal.join('/')}` : '/';
-  const sameSite = app.sameSiteCookie === 'none' && !context.secure ? 'lax' : app.sameSiteCookie;
+  const sameSite = app.sameSiteCookie === 'none' && !secure ? 'lax' : app.sameSiteCookie;
   const parts = [`${APP_COOKIE}=${value}`, `Path=${path}`];
   parts.push(expiresAt > 0 ? `Expires=${new Date(expiresAt * 1000).toUTCString()}` : 'Max-Age=0');
   if (app.httpOnlyCookie) parts.push('HttpOnly');
   parts.push(`SameSite=${sameSite[0]!.toUpperCase()}${sameSite.slice(1)}`);
-  if (context.secure) parts.push('Secure');
+  if (secure) parts.push('Secure');
   return parts.join('; ');
 }

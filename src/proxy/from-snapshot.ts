@@ -3,14 +3,14 @@
 // only pay for a reference comparison.
 
 import { parseGoDuration } from '../policy/duration.ts';
-import { evaluate } from '../policy/index.ts';
-import type { Decision } from '../policy/types.ts';
+import { type CompiledApp, type Decision, evaluate, evaluateSession } from '../policy/index.ts';
 import type { ConfigSnapshot, ConfigSnapshots, SnapshotApp } from '../snapshot/snapshot.ts';
 import type { AppPolicies, ProxyApp, ProxyConfig, ProxyConfigSource } from './config.ts';
 
 /** An app whose policies did not compile lets nothing in (snapshot.ts: "the proxy must then deny"). */
 const DENY_ALL: AppPolicies = {
   evaluate: (): Decision => ({ decision: 'deny', policy: null, trace: null }),
+  evaluateSession: (): Decision => ({ decision: 'deny', policy: null, trace: null }),
 };
 const DEFAULT_SESSION_SECONDS = 86_400;
 
@@ -43,9 +43,16 @@ export function snapshotSource(snapshots: ConfigSnapshots): ProxyConfigSource {
   };
 }
 
+export function compiledPolicies(compiled: CompiledApp): AppPolicies {
+  return {
+    evaluate: (context) => evaluate(compiled, context),
+    evaluateSession: (context, admitted) => evaluateSession(compiled, context, admitted),
+  };
+}
+
 function toProxyApp(entry: SnapshotApp): ProxyApp {
   const { app, compiled } = entry;
-  const policies: AppPolicies = compiled ? { evaluate: (context) => evaluate(compiled, context) } : DENY_ALL;
+  const policies: AppPolicies = compiled ? compiledPolicies(compiled) : DENY_ALL;
   const common = {
     id: app.id,
     aud: app.aud,

@@ -4,17 +4,21 @@
 // Everything here reads in-memory state: the configuration snapshot, the key ring, the caches.
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { beginHandOff } from '../keys/app-session.ts';
 import { TokenError } from '../keys/jwt.ts';
 import type { KeyRing } from '../keys/keyring.ts';
+import type { AdmittedBy } from '../policy/session.ts';
 import type { Decision, RequestContext } from '../policy/types.ts';
 import { AssertionMinter } from './assertion.ts';
 import type { ProxyApp, ProxyConfig, ProxyConfigSource } from './config.ts';
-import { handleAccessEndpoint } from './endpoints.ts';
+import { applyCors, corsPreflight, corsResponseHeaders } from './cors.ts';
+import { appCookieHeader, handleAccessEndpoint, sameHostPath } from './endpoints.ts';
 import { DEFAULT_FORWARD_LIMITS, ForwardError, Forwarder, type ForwardLimits } from './forward.ts';
 import { type ScannedHeaders, scanRequestHeaders, splitCookies } from './headers.ts';
+import type { ProxyEvents } from './recorder.ts';
 import { htmlReply, jsonReply, pageReply, type Reply, sendReply, writeRawReply } from './replies.ts';
 import { parseRequestTarget, type RequestTarget, type Route, RoutingTable, stripPort } from './routing.ts';
-import { readServiceCredential } from './service-tokens.ts';
+import { readServiceCredential, serviceTokenUsable } from './service-tokens.ts';
 import { type AppTokenClaims, TokenVerifier, type VerifiedToken } from './tokens.ts';
 
 export interface ProxyOptions {
@@ -29,7 +33,39 @@ export interface ProxyOptions {
   now?: () => number;
   /** Reports failures that are Gatehouse's fault (never client mistakes). */
   onError?: (error: unknown) => void;
+  /** Service-token use and access-request rows, written off the request path (recorder.ts); closed with the proxy. */
+  events?: ProxyEvents & { close?(): Promise<void> };
+  /**
+   * Managed OAuth (spec §2.5, src/oidc/managed/): consulted first for each request to an app;
+   * null for an app without `oauth_configuration`, which the proxy then serves as usual.
+   */
+  managedOAuth?: (request: ManagedOAuthRequest) => Promise<ManagedOAuthOutcome | null>;
 }
+
+/** A request to a managed-OAuth app, as the hook sees it. */
+export interface ManagedOAuthRequest {
+  req: http.IncomingMessage;
+  res: http.ServerResponse;
+  app: ProxyApp;
+  host: string;
+  /** The normalised path (routing's matchPath) and the query with its `?`. */
+  path: string;
+  query: string;
+  authorization: readonly string[];
+  clientIp: string;
+  /** Decision 3 for this app: issued before `revoke_tokens` or the user's revocation. */
+  revoked(claims: { iat: number; sub: string }): boolean;
+}
+
+/**
+ * `answered`: the hook wrote the response (metadata, its issuer, a refused token). `grant`: its
+ * access token let the request in as this user. `continue`: the proxy decides, and its 401s carry
+ * the hook's `WWW-Authenticate` challenge (RFC 9728 §5.1).
+ */
+export type ManagedOAuthOutcome =
+  | { kind: 'answered' }
+  | { kind: 'grant'; assertion: string; email: string | null }
+  | { kind: 'continue'; challenge(error: 'invalid_token' | null): string };
 
 /** What the origin gets to know about the request's identity. */
 interface Grant {
@@ -37,6 +73,8 @@ interface Grant {
   email: string | null;
   /** The Authorization header carried a Gatehouse token: it is not the origin's to see. */
   dropAuthorization: boolean;
+  /** `Set-Cookie` for the client: the app cookie a service token earns outside strict mode. */
+  setCookie?: string;
 }
 
 /** A presented token, with where it came from. */
@@ -54,6 +92,7 @@ const BEARER = /^Bearer[ \t]+([A-Za-z0-9._~+/-]+=*)[ \t]*$/i;
 
 export class GatehouseProxy {
   private config: ProxyConfig | null = null;
+  private revocations = '';
   private table: RoutingTable | null = null;
   readonly tokens: TokenVerifier;
   private readonly assertions: AssertionMinter;
@@ -82,6 +121,7 @@ export class GatehouseProxy {
   async close(): Promise<void> {
     this.stopKeys();
     await this.forwarder.close();
+    await this.options.events?.close?.();
   }
 
   /** `ServerOptions.appHosts`: true when the host is an application host (then it answered). */
@@ -122,9 +162,15 @@ export class GatehouseProxy {
     if (config !== this.config || !this.table) {
       this.config = config;
       this.table = new RoutingTable(config.apps, config.ingress);
-      // Assertions carry app settings (session length); revocations are checked per request
-      // against the snapshot, so verified tokens stay cached.
+      // Assertions carry app settings (session length): they start over with any change.
       this.assertions.clear();
+      // Verified tokens start over on a revocation (revoke_tokens, revoke_user, logout, a
+      // service token deleted, disabled or rotated), not on every change: a login also changes
+      // the configuration (users). Revocations are checked per request as well, so no cached
+      // entry outlives one either way.
+      const revocations = revocationState(config);
+      if (revocations !== this.revocations) this.tokens.clear();
+      this.revocations = revocations;
       this.forwarder.sync(this.table.origins());
     }
     return { config, table: this.table };
@@ -142,11 +188,35 @@ export class GatehouseProxy {
     const { app } = route;
     const headers = scanRequestHeaders(req.rawHeaders, app?.serviceTokenHeader ?? null);
     if (this.forwarder.declaredTooLarge(headers.contentLength)) return sendReply(res, pageReply(413, req));
+    const cookies = splitCookies(headers.cookie);
+    const ip = clientIp(req);
     let grant: Grant = { assertion: null, email: null, dropAuthorization: false };
+    let cors: Record<string, string> | null = null;
     if (!app) {
       // Routed by ingress, covered by no app (ARCHITECTURE.md §2).
       if (state.config.org.denyUnmatchedRequests) return sendReply(res, pageReply(403, req));
     } else {
+      const managed =
+        (await this.options.managedOAuth?.({
+          req,
+          res,
+          app,
+          host,
+          path: target.matchPath,
+          query: target.query,
+          authorization: headers.authorization,
+          clientIp: ip,
+          revoked: (claims) => this.revoked(state.config, claims, app),
+        })) ?? null;
+      if (managed?.kind === 'answered') return;
+      if (
+        target.matchPath === '/cdn-cgi/access/login' ||
+        target.matchPath.startsWith('/cdn-cgi/access/login/')
+      ) {
+        // cloudflared and scripts start a login at the app host; it happens on the team domain.
+        const redirect = sameHostPath(new URLSearchParams(target.query).get('redirect_url'));
+        return sendReply(res, this.loginRedirect(app, headers, host, redirect));
+      }
       if (target.matchPath.startsWith('/cdn-cgi/access/')) {
         const reply = await handleAccessEndpoint(
           this.endpointContext(state, req, headers, host, route, target),
@@ -155,10 +225,23 @@ export class GatehouseProxy {
       }
       const preflight =
         req.method === 'OPTIONS' && headers.origin !== null && req.headers['access-control-request-method'];
-      if (preflight && app.cors) return sendReply(res, corsPreflight(app, req, headers.origin!));
+      if (preflight && app.cors) return sendReply(res, corsPreflight(app.cors, req, headers.origin!));
+      cors = app.cors && headers.origin !== null ? corsResponseHeaders(app.cors, headers.origin) : null;
       if (!(preflight && app.optionsPreflightBypass)) {
-        const outcome = await this.authorize(state, app, headers, clientIp(req), host, target);
-        if ('status' in outcome) return sendReply(res, outcome);
+        const outcome =
+          managed?.kind === 'grant'
+            ? { assertion: managed.assertion, email: managed.email, dropAuthorization: true }
+            : await this.authorize(state, app, headers, cookies.tokens, ip, host, target, route.appPath);
+        if ('status' in outcome) {
+          if (cors) applyCors(outcome.headers, cors);
+          if (outcome.status !== 401 || managed?.kind !== 'continue') return sendReply(res, outcome);
+          const invalid = String(outcome.headers['www-authenticate']).includes('invalid_token');
+          const challenge = managed.challenge(invalid ? 'invalid_token' : null);
+          return sendReply(res, {
+            ...outcome,
+            headers: { ...outcome.headers, 'www-authenticate': challenge },
+          });
+        }
         grant = outcome;
       }
     }
@@ -170,8 +253,17 @@ export class GatehouseProxy {
           target: route.target.origin,
           method: req.method ?? 'GET',
           path: target.forwardPath + target.query,
-          headers: this.originHeaders(headers, grant, req, host, route.target.origin.httpHostHeader),
+          headers: this.originHeaders(
+            headers,
+            cookies.rest,
+            grant,
+            ip,
+            host,
+            route.target.origin.httpHostHeader,
+          ),
           contentLength: headers.contentLength,
+          cors,
+          setCookie: grant.setCookie ?? null,
         },
         req,
         res,
@@ -194,11 +286,22 @@ export class GatehouseProxy {
     if (!target) return writeRawReply(socket, pageReply(400, req));
     const { app } = route;
     const headers = scanRequestHeaders(req.rawHeaders, app?.serviceTokenHeader ?? null);
+    const cookies = splitCookies(headers.cookie);
+    const ip = clientIp(req);
     let grant: Grant = { assertion: null, email: null, dropAuthorization: false };
     if (!app) {
       if (state.config.org.denyUnmatchedRequests) return writeRawReply(socket, pageReply(403, req));
     } else {
-      const outcome = await this.authorize(state, app, headers, clientIp(req), host, target);
+      const outcome = await this.authorize(
+        state,
+        app,
+        headers,
+        cookies.tokens,
+        ip,
+        host,
+        target,
+        route.appPath,
+      );
       if ('status' in outcome) return writeRawReply(socket, outcome);
       grant = outcome;
     }
@@ -209,8 +312,17 @@ export class GatehouseProxy {
         target: route.target.origin,
         method: 'GET',
         path: target.forwardPath + target.query,
-        headers: this.originHeaders(headers, grant, req, host, route.target.origin.httpHostHeader),
+        headers: this.originHeaders(
+          headers,
+          cookies.rest,
+          grant,
+          ip,
+          host,
+          route.target.origin.httpHostHeader,
+        ),
         contentLength: null,
+        cors: null,
+        setCookie: null,
       },
       headers.upgrade,
       socket,
@@ -228,9 +340,11 @@ export class GatehouseProxy {
     state: RequestState,
     app: ProxyApp,
     headers: ScannedHeaders,
+    cookieTokens: readonly string[],
     ip: string,
     host: string,
     target: RequestTarget,
+    appPath: string,
   ): Promise<Grant | Reply> {
     const { config } = state;
     const nowMs = this.now();
@@ -246,14 +360,16 @@ export class GatehouseProxy {
       if (service.kind === 'invalid') return unauthorized('invalid_token');
       const decision = app.policies.evaluate({ ...base, serviceTokenId: service.token.id });
       if (decision.decision === 'bypass') return noIdentity();
+      this.serviceTokenSeen(app, service.token.id, host, ip, decision.decision === 'non_identity');
       if (decision.decision !== 'non_identity') return this.forbidden(app, browser, 'non_identity');
-      return this.serviceGrant(app, service.token.clientId, service.token.id, nowSeconds);
+      return this.serviceGrant(app, service.token.clientId, service.token.id, nowSeconds, null);
     }
     if (service.kind === 'valid') {
       const decision = app.policies.evaluate({ ...base, serviceTokenId: service.token.id });
       if (decision.decision === 'bypass') return noIdentity();
+      this.serviceTokenSeen(app, service.token.id, host, ip, decision.decision === 'non_identity');
       if (decision.decision === 'non_identity') {
-        return this.serviceGrant(app, service.token.clientId, service.token.id, nowSeconds);
+        return this.serviceGrant(app, service.token.clientId, service.token.id, nowSeconds, appPath);
       }
       deniedByNonIdentity = true;
     }
@@ -265,16 +381,15 @@ export class GatehouseProxy {
     if (headers.accessToken.length === 1)
       presented.push({ token: headers.accessToken[0]!.trim(), source: 'header' });
     if (bearer) presented.push({ token: bearer, source: 'header' });
-    const cookies = splitCookies(headers.cookie).tokens;
     // RFC 6265 lets a name repeat (different paths); a couple is plenty, more is an attack.
-    for (const token of cookies.slice(0, 2)) presented.push({ token, source: 'cookie' });
+    for (const token of cookieTokens.slice(0, 2)) presented.push({ token, source: 'cookie' });
     const dropAuthorization = bearer !== null;
     let invalidCookie = false;
 
     for (const { token, source } of presented) {
       let verified: VerifiedToken;
       try {
-        verified = await this.tokens.verify(token);
+        verified = this.tokens.lookup(token) ?? (await this.tokens.verify(token));
       } catch (error) {
         if (!(error instanceof TokenError)) throw error;
         // A broken token in a header is a client bug worth reporting; a stale cookie means "log in".
@@ -290,10 +405,14 @@ export class GatehouseProxy {
           continue;
         }
         const claims = verified.claims as AppTokenClaims;
-        const decision = app.policies.evaluate({
-          ...base,
-          identity: { ...(claims.email !== undefined && { email: claims.email }), userUid: claims.sub },
-        });
+        const decision = this.sessionDecision(config, app, claims, base, nowMs);
+        if (decision === null) {
+          // The token no longer proves enough (its policy is gone or moved, or the request facts
+          // no longer satisfy it): like an expired session, a fresh login decides.
+          if (source === 'header') return unauthorized('invalid_token');
+          invalidCookie = true;
+          continue;
+        }
         if (allows(decision)) {
           if (decision.decision === 'bypass') return noIdentity();
           return { assertion: token, email: claims.email ?? null, dropAuthorization };
@@ -313,6 +432,7 @@ export class GatehouseProxy {
       const decision = linkedFrom ? app.policies.evaluate({ ...base, linkedAppUid: linkedFrom.id }) : null;
       if (decision && decision.decision === 'bypass') return noIdentity();
       if (decision && decision.decision === 'non_identity') {
+        this.linkedSeen(app, linkedFrom!, verified, host, ip);
         return this.linkedGrant(app, linkedFrom!, verified, nowSeconds, dropAuthorization);
       }
       deniedByNonIdentity = true;
@@ -325,10 +445,22 @@ export class GatehouseProxy {
     if (open.decision === 'bypass' || open.decision === 'non_identity') return noIdentity();
     if (app.serviceAuth401Redirect) return unauthorized(null);
     if (!browser) return unauthorized(invalidCookie ? 'invalid_token' : null);
+    return this.loginRedirect(app, headers, host, target.forwardPath + target.query);
+  }
+
+  /** Spec §4.1 step 2: 302 to the team domain's login for this app host, back to `redirectUrl` after. */
+  private loginRedirect(app: ProxyApp, headers: ScannedHeaders, host: string, redirectUrl: string): Reply {
     const login = new URL(`${this.options.teamDomain}/cdn-cgi/access/login/${host}`);
     login.searchParams.set('kid', app.aud);
-    login.searchParams.set('redirect_url', target.forwardPath + target.query);
-    return { status: 302, headers: { location: login.toString(), 'cache-control': 'no-store' }, body: '' };
+    login.searchParams.set('redirect_url', redirectUrl);
+    // Binds the coming hand-off to this browser (src/keys/app-session.ts, spec §4.1 step 6).
+    const handOff = beginHandOff(headers.cookie, this.publicScheme === 'https');
+    login.searchParams.set('meta', handOff.meta);
+    return {
+      status: 302,
+      headers: { location: login.toString(), 'cache-control': 'no-store', 'set-cookie': handOff.cookie },
+      body: '',
+    };
   }
 
   /**
@@ -357,21 +489,114 @@ export class GatehouseProxy {
     }
   }
 
-  /** Decision 3: tokens issued before `revoke_tokens` on the app, or before the user's revocation. */
+  /**
+   * Decision 3: tokens issued before `revoke_tokens` on the app, or before the user's revocation.
+   * `iat` has one-second granularity and revocation times are floored to the second, so a token
+   * issued in the same second as the revocation is refused too: it may predate it. (A login in
+   * that same second after the revocation is refused for at most that second.)
+   */
   private revoked(config: ProxyConfig, claims: { iat: number; sub: string }, app: ProxyApp): boolean {
-    if (app.tokensRevokedAt !== null && claims.iat < app.tokensRevokedAt) return true;
+    if (app.tokensRevokedAt !== null && claims.iat <= app.tokensRevokedAt) return true;
     const userRevokedAt = config.userRevocations.get(claims.sub);
-    return userRevokedAt !== undefined && claims.iat < userRevokedAt;
+    return userRevokedAt !== undefined && claims.iat <= userRevokedAt;
   }
 
-  private async serviceGrant(app: ProxyApp, clientId: string, tokenId: string, now: number): Promise<Grant> {
+  /** Spec §4.5 `last_seen_at`, and a log row per token, app and outcome (spec §6: non-identity events). */
+  private serviceTokenSeen(app: ProxyApp, tokenId: string, host: string, ip: string, allowed: boolean): void {
+    const events = this.options.events;
+    if (!events) return;
+    events.serviceTokenUsed(tokenId);
+    events.accessRequest(`s:${tokenId}:${app.id}:${allowed}`, () => ({
+      action: 'service_token',
+      allowed,
+      ipAddress: ip,
+      appUid: app.id,
+      appDomain: host,
+      appType: app.type,
+      nonIdentity: true,
+      serviceTokenId: tokenId,
+    }));
+  }
+
+  /** Spec §5.3: the log records the user behind a linked token, not the calling app. */
+  private linkedSeen(app: ProxyApp, from: ProxyApp, verified: VerifiedToken, host: string, ip: string): void {
+    const { claims } = verified;
+    this.options.events?.accessRequest(`l:${verified.digest}:${app.id}`, () => ({
+      action: 'linked_app_token',
+      allowed: true,
+      userEmail: typeof claims.email === 'string' ? claims.email : null,
+      userId: claims.sub || null,
+      ipAddress: ip,
+      appUid: app.id,
+      appDomain: host,
+      appType: app.type,
+      connection: `linked:${from.id}`,
+      nonIdentity: true,
+    }));
+  }
+
+  /**
+   * `appPath` (null in strict mode, which issues no cookie): spec §4.5 "Access sends the
+   * service-token JWT to the origin and (unless strict mode is on) returns a `CF_Authorization`
+   * cookie to the client" — the same JWT, so the cookie alone authenticates later requests.
+   */
+  private async serviceGrant(
+    app: ProxyApp,
+    clientId: string,
+    tokenId: string,
+    now: number,
+    appPath: string | null,
+  ): Promise<Grant> {
     // Spec §4.3: the service-token JWT has `common_name` = client_id, `sub: ""` and no email.
-    const assertion = await this.assertions.get(
+    const entry = this.assertions.entry(
       `s:${tokenId}:${app.aud}`,
       { type: 'app', aud: [app.aud], common_name: clientId, sub: '' },
       now + app.sessionDurationSeconds,
     );
-    return { assertion, email: null, dropAuthorization: false };
+    const assertion = await entry.token;
+    if (appPath === null) return { assertion, email: null, dropAuthorization: false };
+    const secure = this.publicScheme === 'https';
+    const setCookie = appCookieHeader(app, appPath, secure, assertion, entry.expiresAt);
+    return { assertion, email: null, dropAuthorization: false, setCookie };
+  }
+
+  /**
+   * The decision for a request carrying this app's own token: a user's session re-checked
+   * against the policy that admitted it at login (src/policy/session.ts), or a session a service
+   * token started. Null when the token no longer proves enough (a fresh login decides).
+   */
+  private sessionDecision(
+    config: ProxyConfig,
+    app: ProxyApp,
+    claims: AppTokenClaims,
+    base: RequestContext,
+    nowMs: number,
+  ): Decision | null {
+    if (claims.sub === '' && typeof claims.common_name === 'string') {
+      return this.serviceSession(config, app, claims.common_name, base, nowMs);
+    }
+    const admitted = admittedBy(claims);
+    if (!admitted) return null;
+    const identity = { ...(claims.email !== undefined && { email: claims.email }), userUid: claims.sub };
+    return app.policies.evaluateSession({ ...base, identity }, admitted);
+  }
+
+  /**
+   * A session a service token started (its JWT as the app cookie): it lasts while the token is
+   * still enabled and unexpired and a Service Auth policy still admits it; deleting, disabling or
+   * expiring the token ends it (spec §4.5 "Deleting a token revokes it").
+   */
+  private serviceSession(
+    config: ProxyConfig,
+    app: ProxyApp,
+    clientId: string,
+    base: RequestContext,
+    nowMs: number,
+  ): Decision | null {
+    const record = config.serviceTokens.get(clientId);
+    if (!record || !serviceTokenUsable(record, nowMs)) return null;
+    const decision = app.policies.evaluate({ ...base, serviceTokenId: record.id });
+    return decision.decision === 'non_identity' || decision.decision === 'bypass' ? decision : null;
   }
 
   /** Decision 1: a fresh token for this app, the same identity, `exp` no later than the presented one. */
@@ -406,17 +631,16 @@ export class GatehouseProxy {
   /** Headers for the origin: the client's filtered headers plus Gatehouse's own. */
   private originHeaders(
     headers: ScannedHeaders,
+    cookie: string | null,
     grant: Grant,
-    req: http.IncomingMessage,
+    ip: string,
     host: string,
     httpHostHeader: string | null,
   ): string[] {
     const out = headers.forward;
     out.push('host', httpHostHeader ?? headers.host ?? host);
     if (!grant.dropAuthorization) for (const value of headers.authorization) out.push('authorization', value);
-    const cookie = splitCookies(headers.cookie).rest;
     if (cookie !== null) out.push('cookie', cookie);
-    const ip = clientIp(req);
     out.push('x-forwarded-for', ip, 'x-forwarded-proto', this.publicScheme, 'x-forwarded-host', host);
     out.push('cf-connecting-ip', ip);
     if (grant.assertion) out.push('cf-access-jwt-assertion', grant.assertion);
@@ -447,10 +671,34 @@ export class GatehouseProxy {
   }
 }
 
+/**
+ * The policy that admitted the user, from the claims the login writes into app tokens
+ * (`policy_id`, `policy_precedence`); null for a token without them (not a login's session).
+ */
+function admittedBy(claims: AppTokenClaims): AdmittedBy | null {
+  const { policy_id: policyId, policy_precedence: precedence } = claims;
+  if (typeof policyId !== 'string' || policyId.length === 0 || policyId.length > 64) return null;
+  if (typeof precedence !== 'number' || !Number.isSafeInteger(precedence)) return null;
+  return { policyId, precedence };
+}
+
 function allows(decision: Decision): boolean {
   return (
     decision.decision === 'allow' || decision.decision === 'non_identity' || decision.decision === 'bypass'
   );
+}
+
+/** What revocation depends on in a configuration, as one comparable string. */
+function revocationState(config: ProxyConfig): string {
+  const parts: string[] = [];
+  for (const app of config.apps) parts.push(`a${app.id}:${app.tokensRevokedAt}`);
+  for (const [sub, at] of config.userRevocations) parts.push(`u${sub}:${at}`);
+  for (const token of config.serviceTokens.values()) {
+    parts.push(
+      `s${token.id}:${token.enabled}:${token.expiresAt}:${token.secretHash}:${token.previousSecretHash}`,
+    );
+  }
+  return parts.join('|');
 }
 
 function noIdentity(): Grant {
@@ -474,23 +722,4 @@ function unauthorized(error: 'invalid_token' | null): Reply {
 function clientIp(req: http.IncomingMessage): string {
   const address = req.socket.remoteAddress ?? '';
   return address.startsWith('::ffff:') ? address.slice(7) : address;
-}
-
-/** Cloudflare answers preflights itself when the app has CORS settings (spec §2.1). */
-function corsPreflight(app: ProxyApp, req: http.IncomingMessage, origin: string): Reply {
-  const cors = app.cors!;
-  const headers: Record<string, string> = { vary: 'Origin', 'cache-control': 'no-store' };
-  const allowed = cors.allowAllOrigins || cors.allowedOrigins.includes(origin);
-  if (allowed) {
-    // `*` cannot be combined with credentials (Fetch standard), so the origin is echoed then.
-    headers['access-control-allow-origin'] = cors.allowAllOrigins && !cors.allowCredentials ? '*' : origin;
-    const method = String(req.headers['access-control-request-method'] ?? '');
-    headers['access-control-allow-methods'] = cors.allowAllMethods ? method : cors.allowedMethods.join(', ');
-    const requested = String(req.headers['access-control-request-headers'] ?? '');
-    const allowHeaders = cors.allowAllHeaders ? requested : cors.allowedHeaders.join(', ');
-    if (allowHeaders) headers['access-control-allow-headers'] = allowHeaders;
-    if (cors.allowCredentials) headers['access-control-allow-credentials'] = 'true';
-    if (cors.maxAge !== null) headers['access-control-max-age'] = String(cors.maxAge);
-  }
-  return { status: 204, headers, body: '' };
 }

@@ -55,3 +55,8 @@ export function readServiceCredential(
     token !== undefined && verifyServiceTokenSecret(token, secret.trim(), new Date(nowSeconds * 1000));
   return matches ? { kind: 'valid', token } : { kind: 'invalid' };
 }
+
+/** Enabled and unexpired: what a session started with the token needs on every request. */
+export function serviceTokenUsable(token: ServiceTokenRecord, nowMs: number): boolean {
+  return token.enabled && (token.expiresAt === null || Date.parse(token.expiresAt) > nowMs);
+}

@@ -5,7 +5,7 @@
 // - RFC 9068 access tokens of SaaS apps (`typ: at+jwt`, `iss` = `<team>/cdn-cgi/access/sso/oidc/
 //   <client_id>`, `aud` and `client_id` = the app's client_id): linked tokens, flow 2 (decision 2).
 // An RS256 verification costs ~70 µs; a cache hit is a hash and a Map lookup (spec stack.md §4).
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { JWTPayload } from 'jose';
 import { CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LENGTH, TokenError, verifyJwt } from '../keys/jwt.ts';
 import type { KeyRing } from '../keys/keyring.ts';
@@ -20,6 +20,13 @@ export interface AppTokenClaims extends JWTPayload {
   identity_nonce?: string;
   country?: string;
   common_name?: string;
+  /**
+   * Gatehouse's own claims, written by the login: the policy whose match admitted the user and
+   * its precedence then. The proxy re-checks that policy's non-identity selectors per request
+   * (src/policy/session.ts); a session token without them is sent to log in again.
+   */
+  policy_id?: string;
+  policy_precedence?: number;
 }
 
 export interface AccessTokenClaims extends JWTPayload {
@@ -60,17 +67,27 @@ export class TokenVerifier {
     this.cache.clear();
   }
 
+  /**
+   * The cached verification of a token, synchronously (the hot path: no promise, no tick), or
+   * undefined when it must be verified. Throws TokenError for a cached token that has expired.
+   */
+  lookup(token: string): VerifiedToken | undefined {
+    if (token.length > MAX_TOKEN_LENGTH) throw new TokenError('token too large');
+    // One-shot hashing: no Hash object per request.
+    const key = hash('sha256', token, 'base64');
+    const cached = this.cache.get(key);
+    if (!cached) return undefined;
+    // Entries never outlive the token: expired ones are dropped when met.
+    if (cached.claims.exp > this.nowSeconds()) return cached;
+    this.cache.delete(key);
+    throw new TokenError('token expired');
+  }
+
   /** Verifies a token, or throws TokenError. Cached results are re-checked against the clock. */
   async verify(token: string): Promise<VerifiedToken> {
-    if (token.length > MAX_TOKEN_LENGTH) throw new TokenError('token too large');
-    const key = createHash('sha256').update(token).digest('base64');
-    const cached = this.cache.get(key);
-    if (cached) {
-      // Entries never outlive the token: expired ones are dropped when met.
-      if (cached.claims.exp > this.nowSeconds()) return cached;
-      this.cache.delete(key);
-      throw new TokenError('token expired');
-    }
+    const cached = this.lookup(token);
+    if (cached) return cached;
+    const key = hash('sha256', token, 'base64');
     const verified: VerifiedToken = { ...(await this.verifyUncached(token)), digest: key };
     if (this.cache.size >= this.maxEntries) {
       // Oldest first: Map iteration follows insertion order.

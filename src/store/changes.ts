@@ -2,7 +2,9 @@
 // in-memory caches (the proxy's configuration snapshot, the key ring) can rebuild.
 // This is the in-process feed. The seam for several nodes is the ChangeFeed interface: a
 // PostgreSQL feed publishes with NOTIFY and delivers what LISTEN receives, from any node,
-// through the same subscribe().
+// through the same subscribe() (changes-postgres.ts).
+import type { Transaction } from 'kysely';
+import type { Database } from './schema.ts';
 
 export interface Change {
   /** The table (or logical collection) that changed, e.g. `signing_keys`. */
@@ -14,12 +16,24 @@ export interface Change {
 
 export type ChangeListener = (change: Change) => void;
 
+/** Whether the feed is hearing about other nodes' writes (for /readyz). */
+export interface FeedStatus {
+  ok: boolean;
+  reason?: string;
+}
+
 export interface ChangeFeed {
+  /**
+   * Runs inside the writing transaction, before its commit, with the changes it recorded: a
+   * feed whose announcement must commit with the data (PostgreSQL NOTIFY) does it here.
+   */
+  record?(tx: Transaction<Database>, changes: readonly Change[]): Promise<void>;
   /** Announces committed changes. Never called inside a transaction that may still roll back. */
   publish(changes: readonly Change[]): Promise<void>;
   /** Returns the unsubscribe function. */
   subscribe(listener: ChangeListener): () => void;
   close(): Promise<void>;
+  status?(): FeedStatus;
 }
 
 export class InProcessChangeFeed implements ChangeFeed {

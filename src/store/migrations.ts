@@ -385,12 +385,115 @@ const login: Migration = {
   },
 };
 
+/** Issue 7: oidc-provider's artefacts for the SaaS apps' OIDC providers (src/oidc/adapter.ts). */
+const oidcProvider: Migration = {
+  async up(db: AnyDb) {
+    await db.schema
+      .createTable('oidc_payloads')
+      .addColumn('account_id', 'varchar(32)', (c) =>
+        c.notNull().references('accounts.account_id').onDelete('cascade'),
+      )
+      .addColumn('namespace', 'varchar(64)', (c) => c.notNull())
+      .addColumn('model', 'varchar(40)', (c) => c.notNull())
+      .addColumn('id', 'varchar(64)', (c) => c.notNull())
+      .addColumn('grant_id', 'varchar(128)')
+      .addColumn('uid', 'varchar(128)')
+      .addColumn('payload', 'text', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint')
+      .addColumn('consumed_at', 'bigint')
+      .addPrimaryKeyConstraint('oidc_payloads_pk', ['namespace', 'model', 'id'])
+      .execute();
+    await db.schema
+      .createIndex('oidc_payloads_grant')
+      .on('oidc_payloads')
+      .columns(['namespace', 'grant_id'])
+      .execute();
+    await db.schema
+      .createIndex('oidc_payloads_uid')
+      .on('oidc_payloads')
+      .columns(['namespace', 'model', 'uid'])
+      .execute();
+    await db.schema.createIndex('oidc_payloads_expires').on('oidc_payloads').column('expires_at').execute();
+  },
+  async down(db: AnyDb) {
+    await db.schema.dropTable('oidc_payloads').execute();
+  },
+};
+
+// Issue 6: a login may end on a team-domain path (the SaaS apps' OIDC authorize step,
+// src/login/org-session.ts) instead of handing an app token to an app host, so a flow may have
+// no app host and no app. SQLite cannot drop NOT NULL in place; flows live 30 minutes, so the
+// table is recreated empty (an upgrade restarts the logins in progress).
+const loginTeamReturn: Migration = {
+  async up(db: AnyDb) {
+    await db.schema.dropTable('login_flows').execute();
+    await db.schema
+      .createTable('login_flows')
+      .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('account_id', 'varchar(32)', (c) =>
+        c.notNull().references('accounts.account_id').onDelete('cascade'),
+      )
+      .addColumn('browser_hash', 'varchar(64)', (c) => c.notNull())
+      .addColumn('app_id', 'varchar(36)')
+      .addColumn('app_host', 'text')
+      .addColumn('redirect_url', 'text', (c) => c.notNull())
+      .addColumn('meta', 'text')
+      .addColumn('ip', 'text', (c) => c.notNull())
+      .addColumn('idp_id', 'varchar(36)')
+      .addColumn('nonce', 'text')
+      .addColumn('pin_email', 'text')
+      .addColumn('pin_hash', 'varchar(64)')
+      .addColumn('pin_sent_at', 'text')
+      .addColumn('pin_attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('expires_at', 'text', (c) => c.notNull())
+      .addColumn('consumed_at', 'text')
+      .execute();
+    for (const [name, column] of [
+      ['login_flows_pin_email', 'pin_email'],
+      ['login_flows_pin_ip', 'ip'],
+    ] as const) {
+      await db.schema
+        .createIndex(name)
+        .on('login_flows')
+        .columns(['account_id', column, 'pin_sent_at'])
+        .execute();
+    }
+  },
+  async down(db: AnyDb) {
+    // Back to 0004's tables, empty: logins in progress restart and everyone signs in again.
+    await db.schema.dropTable('login_flows').execute();
+    await db.schema.dropTable('login_sessions').execute();
+    await login.up(db);
+  },
+};
+
+// Issue 9: one version per (account, table), bumped in every write's transaction, so nodes on
+// one PostgreSQL database can tell which caches a missed NOTIFY left stale (changes-postgres.ts).
+const changeVersions: Migration = {
+  async up(db: AnyDb) {
+    await db.schema
+      .createTable('change_versions')
+      .addColumn('account_id', 'varchar(32)', (c) => c.notNull())
+      .addColumn('table_name', 'varchar(63)', (c) => c.notNull())
+      .addColumn('version', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('change_versions_pk', ['account_id', 'table_name'])
+      .execute();
+  },
+  async down(db: AnyDb) {
+    await db.schema.dropTable('change_versions').execute();
+  },
+};
+
 /** All migrations, in order. Later issues add entries here: `'0003_<name>': …`. */
 export const migrations: Record<string, Migration> = {
   '0001_foundation': foundation,
   '0002_access': access,
   '0003_credentials_directory': credentialsDirectory,
   '0004_login': login,
+  '0005_oidc_provider': oidcProvider,
+  '0006_login_team_return': loginTeamReturn,
+  '0007_change_versions': changeVersions,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -13,7 +13,8 @@ import {
   type Transaction,
 } from 'kysely';
 import pg from 'pg';
-import { type Change, type ChangeFeed, InProcessChangeFeed } from './changes.ts';
+import { type Change, type ChangeFeed, type FeedStatus, InProcessChangeFeed } from './changes.ts';
+import { advisoryLockKey, type FeedLogger, PostgresChangeFeed } from './changes-postgres.ts';
 import { migrationProvider } from './migrations.ts';
 import type { Database } from './schema.ts';
 
@@ -38,7 +39,10 @@ class GatehouseSqliteDialect extends SqliteDialect {
 export class StoreError extends Error {}
 
 export interface StoreOptions {
+  /** Defaults to the in-process feed on SQLite and the LISTEN/NOTIFY feed on PostgreSQL. */
   changes?: ChangeFeed;
+  /** Where the PostgreSQL feed reports losing and regaining the database. */
+  log?: FeedLogger;
   /** PostgreSQL pool size. */
   maxConnections?: number;
 }
@@ -53,8 +57,8 @@ export class Store {
 
   /** Opens the database named by `url` (`sqlite:<file>` or `postgres://…`) and checks it answers. */
   static async open(url: string, options: StoreOptions = {}): Promise<Store> {
-    const changes = options.changes ?? new InProcessChangeFeed();
     if (url.startsWith('sqlite:')) {
+      const changes = options.changes ?? new InProcessChangeFeed();
       const file = url.slice('sqlite:'.length);
       let database: SqliteDatabase.Database;
       try {
@@ -82,13 +86,17 @@ export class Store {
       // that would crash the process. The next query reconnects.
       pool.on('error', () => {});
       const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+      const changes =
+        options.changes ?? new PostgresChangeFeed({ url, ...(options.log && { log: options.log }) });
       const store = new Store(db, 'postgres', url, changes);
       try {
         await sql`select 1`.execute(db);
       } catch (error) {
         await db.destroy().catch(() => {});
+        await changes.close().catch(() => {});
         throw new StoreError(
           `cannot connect to database ${redactDatabaseUrl(url)}: ${(error as Error).message || String(error)}`,
+          { cause: error },
         );
       }
       return store;
@@ -116,7 +124,11 @@ export class Store {
    */
   async write<T>(fn: (tx: Tx, changed: (change: Change) => void) => Promise<T>): Promise<T> {
     const recorded: Change[] = [];
-    const result = await this.db.transaction().execute((tx) => fn(tx, (change) => recorded.push(change)));
+    const result = await this.db.transaction().execute(async (tx) => {
+      const value = await fn(tx, (change) => recorded.push(change));
+      if (recorded.length > 0) await this.changes.record?.(tx, recorded);
+      return value;
+    });
     if (recorded.length > 0) await this.changes.publish(recorded);
     return result;
   }
@@ -131,6 +143,39 @@ export class Store {
     }
   }
 
+  /**
+   * Ready to serve as a node: the database answers and, on PostgreSQL, this node hears the
+   * others' changes. When not, `reason` says why (for /readyz); the proxy keeps serving from
+   * its last snapshot meanwhile (fail-static, docs/deploy.md).
+   */
+  async health(): Promise<FeedStatus> {
+    if (!(await this.ping())) {
+      return {
+        ok: false,
+        reason: 'database unreachable: serving from the last snapshot; writes are refused',
+      };
+    }
+    return this.changes.status?.() ?? { ok: true };
+  }
+
+  /**
+   * Runs `fn` while holding a lock named `name` across every node (a PostgreSQL session
+   * advisory lock on a connection of its own, released by the server if that connection dies).
+   * SQLite serves one node, so there it just runs `fn`.
+   */
+  async withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    if (this.dialect !== 'postgres') return fn();
+    const key = advisoryLockKey(name);
+    return this.db.connection().execute(async (connection) => {
+      await sql`select pg_advisory_lock(${key}::bigint)`.execute(connection);
+      try {
+        return await fn();
+      } finally {
+        await sql`select pg_advisory_unlock(${key}::bigint)`.execute(connection).catch(() => {});
+      }
+    });
+  }
+
   async close(): Promise<void> {
     await this.changes.close();
     await this.db.destroy();
@@ -142,6 +187,45 @@ export function redactDatabaseUrl(url: string): string {
   return url
     .replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/?#@]*:)[^/?#]*@/i, '$1***@')
     .replace(/([?&]password=)[^&#]*/gi, '$1***');
+}
+
+/**
+ * True when `error` means the database cannot be reached right now (connection refused, lost,
+ * timed out, or the server shutting down or starting up), as opposed to a bad query: callers
+ * answer 503 and retry later instead of 500.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  for (let current = error, depth = 0; current && depth < 4; depth++) {
+    const { code, message } = current as { code?: unknown; message?: unknown };
+    if (typeof code === 'string') {
+      // Class 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now.
+      if (/^(08|57P0[123])/.test(code)) return true;
+      if (
+        [
+          'ECONNREFUSED',
+          'ECONNRESET',
+          'ETIMEDOUT',
+          'EHOSTUNREACH',
+          'ENETUNREACH',
+          'EPIPE',
+          'ENOTFOUND',
+          'EAI_AGAIN',
+        ].includes(code)
+      ) {
+        return true;
+      }
+    }
+    if (
+      typeof message === 'string' &&
+      /Connection terminated|timeout exceeded when trying to connect|not queryable|the database system is (shutting down|starting up)/i.test(
+        message,
+      )
+    ) {
+      return true;
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 /** Unique-key violations, whose codes differ between the two databases. */

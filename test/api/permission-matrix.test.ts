@@ -64,4 +64,21 @@ describe.each(databaseKinds)('permission matrix (%s)', (kind) => {
       'tokens.verify',
     ]);
   });
+
+  test('Organizations Revoke may revoke users and read users and their sessions, and nothing else', () => {
+    const revoke = routeIds.filter((id) => mayCall(id, ['Access: Organizations Revoke']));
+    expect(revoke.sort()).toEqual([
+      'accounts.list',
+      'organizations.revoke_user',
+      'tokens.verify',
+      'users.active_session',
+      'users.active_sessions',
+      'users.list',
+    ]);
+  });
+
+  test('user_policy_checks reads policies: Apps and Policies Read or Write only', () => {
+    const groups = PERMISSION_GROUPS.filter((group) => mayCall('apps.user_policy_checks', [group]));
+    expect(groups).toEqual(['Access: Apps and Policies Read', 'Access: Apps and Policies Write']);
+  });
 });

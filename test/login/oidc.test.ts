@@ -6,13 +6,25 @@ import Provider from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyJwt } from '../../src/keys/jwt.ts';
 import { freePort } from '../support/ports.ts';
-import { Browser, formField, type LoginHarness, startLoginHarness } from './support.ts';
+import {
+  appSession,
+  Browser,
+  driveUpstream,
+  formField,
+  type LoginHarness,
+  routeHost,
+  startLoginHarness,
+} from './support.ts';
 
 let h: LoginHarness;
 let idpServer: http.Server;
 let issuer: string;
 let aud: string;
 let host: string;
+let idpId: string;
+let buildAud: string;
+let origin: http.Server;
+const originSaw: string[] = [];
 const verified = new Map<string, boolean>([
   ['olivia', true],
   ['unverified', false],
@@ -35,10 +47,15 @@ beforeAll(async () => {
     pkce: { required: () => true },
     // Cloudflare reads the email from the ID token (`email_claim_name`), not from userinfo.
     conformIdTokenClaims: false,
-    claims: { openid: ['sub'], email: ['email', 'email_verified'] },
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], groups: ['groups'] },
     findAccount: async (_ctx: unknown, id: string) => ({
       accountId: id,
-      claims: async () => ({ sub: id, email: `${id}@example.com`, email_verified: verified.get(id) ?? true }),
+      claims: async () => ({
+        sub: id,
+        email: `${id}@example.com`,
+        email_verified: verified.get(id) ?? true,
+        groups: id === 'olivia' ? ['staff', 'eng'] : ['staff'],
+      }),
     }),
   });
   idpServer = http.createServer(provider.callback());
@@ -52,7 +69,8 @@ beforeAll(async () => {
       auth_url: `${issuer}/auth`,
       token_url: `${issuer}/token`,
       certs_url: `${issuer}/jwks`,
-      scopes: ['openid', 'email'],
+      scopes: ['openid', 'email', 'groups'],
+      claims: ['groups'],
       pkce_enabled: true,
     },
   });
@@ -67,41 +85,48 @@ beforeAll(async () => {
   });
   expect(app.status).toBe(201);
   aud = app.body.result.aud;
-  await h.gateway.gateway.snapshot.refresh();
+  idpId = idp.body.result.id;
+  const engineering = await h.api('POST', '/apps', {
+    type: 'self_hosted',
+    name: 'Build',
+    domain: 'build.localhost',
+    auto_redirect_to_identity: true,
+    allowed_idps: [idpId],
+    policies: [
+      {
+        name: 'engineers',
+        decision: 'allow',
+        include: [{ oidc: { claim_name: 'groups', claim_value: 'eng', identity_provider_id: idpId } }],
+      },
+    ],
+  });
+  expect(engineering.status).toBe(201);
+  buildAud = engineering.body.result.aud;
+  origin = http.createServer((req, res) => {
+    originSaw.push(String(req.headers['cf-access-authenticated-user-email']));
+    res.end('build');
+  });
+  const originPort = await freePort();
+  await new Promise<void>((resolve) => origin.listen(originPort, '127.0.0.1', resolve));
+  await routeHost(h, 'build.localhost', `http://127.0.0.1:${originPort}`);
 });
 afterAll(async () => {
   await h.close();
   await new Promise((resolve) => idpServer.close(resolve));
+  await new Promise((resolve) => origin.close(resolve));
 });
 
-/** Drives oidc-provider's development login and consent pages; returns the callback URL. */
-async function upstreamLogin(browser: Browser, account: string): Promise<string> {
+/** Starts the login for an app and logs `account` in at the upstream; returns the callback URL. */
+async function upstreamLogin(browser: Browser, account: string, appHost = host, kid = aud): Promise<string> {
   const start = await browser.request(
-    `${h.url}/cdn-cgi/access/login/${host}?kid=${aud}&redirect_url=%2Fpage`,
+    `${h.url}/cdn-cgi/access/login/${appHost}?kid=${kid}&redirect_url=%2Fpage&meta=${appSession(browser, appHost)}`,
   );
   expect(start.status).toBe(302);
   const authorize = new URL(start.location!);
   expect(authorize.origin).toBe(issuer);
   expect(authorize.searchParams.get('code_challenge_method')).toBe('S256');
   expect(authorize.searchParams.get('nonce')).toBeTruthy();
-  let location = start.location!;
-  for (let step = 0; step < 12; step++) {
-    if (location.startsWith(`${h.url}/cdn-cgi/access/callback`)) return location;
-    const url = new URL(location, issuer);
-    let page = await browser.request(url.href);
-    if (page.status === 200 && page.text.includes('name="login"')) {
-      page = await browser.request(new URL(/action="([^"]+)"/.exec(page.text)![1]!, issuer).href, {
-        form: { prompt: 'login', login: account, password: 'x' },
-      });
-    } else if (page.status === 200 && page.text.includes('name="prompt" value="consent"')) {
-      page = await browser.request(new URL(/action="([^"]+)"/.exec(page.text)![1]!, issuer).href, {
-        form: { prompt: 'consent' },
-      });
-    }
-    if (!page.location) throw new Error(`upstream step ${step}: ${page.status} ${page.text.slice(0, 600)}`);
-    location = new URL(page.location, url).href;
-  }
-  throw new Error('the upstream login did not come back');
+  return driveUpstream(browser, start.location!, h.url, account);
 }
 
 describe('OIDC upstream login', () => {
@@ -151,8 +176,33 @@ describe('OIDC upstream login', () => {
 describe('login page', () => {
   it('skips the picker with auto_redirect_to_identity and one IdP', async () => {
     const browser = new Browser(h.port);
-    const start = await browser.request(`${h.url}/cdn-cgi/access/login/${host}?kid=${aud}`);
+    const start = await browser.request(
+      `${h.url}/cdn-cgi/access/login/${host}?kid=${aud}&meta=${appSession(browser, host)}`,
+    );
     expect(start.status).toBe(302);
+    expect(new URL(start.location!).origin).toBe(issuer);
     expect(() => formField(start.text, 'flow')).toThrow();
+  });
+});
+
+describe('an OIDC-claim policy through login and proxy', () => {
+  it('lets a member of the claimed group through the proxy and blocks the others at login', async () => {
+    const buildHost = `build.localhost:${h.port}`;
+    const member = new Browser(h.port);
+    const done = await member.request(await upstreamLogin(member, 'olivia', buildHost, buildAud));
+    expect(done.status).toBe(302);
+    const handOff = new URL(done.location!);
+    expect(handOff.host).toBe(buildHost);
+    expect((await member.request(handOff.href)).status).toBe(302);
+    const page = await member.request(`http://${buildHost}/page`);
+    expect(page.status).toBe(200);
+    expect(originSaw.at(-1)).toBe('olivia@example.com');
+    const identity = JSON.parse((await member.request(`${h.url}/cdn-cgi/access/get-identity`)).text);
+    expect(identity.oidc_fields).toEqual({ groups: ['staff', 'eng'] });
+
+    const other = new Browser(h.port);
+    const blocked = await other.request(await upstreamLogin(other, 'oscar', buildHost, buildAud));
+    expect(blocked.status).toBe(403);
+    expect(blocked.location).toBeNull();
   });
 });

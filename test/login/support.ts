@@ -1,10 +1,13 @@
 // A gateway with the team-domain login, a real SMTP server receiving the PINs, the management
 // API to create apps, policies and identity providers, and a small cookie-keeping HTTP client
 // that behaves like a browser on the wire (no redirects followed unless asked).
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import { createApiToken } from '../../src/api/api-tokens.ts';
+import { APP_SESSION_COOKIE, appSessionMeta } from '../../src/keys/app-session.ts';
 import type { LoginOptions } from '../../src/login/plugin.ts';
 import { tempDir } from '../support/databases.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
@@ -60,8 +63,12 @@ export interface LoginHarness {
   url: string;
   port: number;
   mailbox: Mailbox;
+  /** The management API under `/client/v4/accounts/<id>/access`. */
   // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary envelope fields.
   api(method: string, path: string, json?: unknown): Promise<{ status: number; body: any }>;
+  /** The management API under `/client/v4/accounts/<id>` (tunnel ingress). */
+  // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary envelope fields.
+  accountApi(method: string, path: string, json?: unknown): Promise<{ status: number; body: any }>;
   close(): Promise<void>;
 }
 
@@ -86,23 +93,26 @@ export async function startLoginHarness(
       permissions: [
         'Access: Apps and Policies Write',
         'Access: Organizations, Identity Providers, and Groups Write',
+        'Cloudflare Tunnel Write',
       ],
     })
   ).secret;
+  async function accountApi(method: string, path: string, json?: unknown) {
+    const response = await fetch(`${gateway.url}/client/v4/accounts/${accountId}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+      ...(json !== undefined && { body: JSON.stringify(json) }),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text ? JSON.parse(text) : null };
+  }
   return {
     gateway,
     url: gateway.url,
     port: Number(new URL(gateway.url).port),
     mailbox,
-    async api(method, path, json) {
-      const response = await fetch(`${gateway.url}/client/v4/accounts/${accountId}/access${path}`, {
-        method,
-        headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
-        ...(json !== undefined && { body: JSON.stringify(json) }),
-      });
-      const text = await response.text();
-      return { status: response.status, body: text ? JSON.parse(text) : null };
-    },
+    api: (method, path, json) => accountApi(method, `/access${path}`, json),
+    accountApi,
     async close() {
       await gateway.close();
       await mailbox.close();
@@ -133,14 +143,39 @@ export class Browser {
       body = new URLSearchParams(init.form).toString();
       headers['content-type'] = 'application/x-www-form-urlencoded';
     }
-    // Hosts other than 127.0.0.1:<port> (app hosts, *.localhost) reach the one listener.
+    // Hosts other than 127.0.0.1:<port> (app hosts, *.localhost) reach the one listener, with
+    // their Host header (node:http, since fetch may not set Host).
     const port = target.hostname === '127.0.0.1' ? target.port : this.port;
-    const response = await fetch(`http://127.0.0.1:${port}${target.pathname}${target.search}`, {
-      method: init.method ?? (init.form ? 'POST' : 'GET'),
-      headers,
-      body,
-      redirect: 'manual',
-    });
+    const response = await new Promise<{ status: number; headers: Headers; text: string }>(
+      (resolve, reject) => {
+        const req = http.request(
+          {
+            host: '127.0.0.1',
+            port: Number(port),
+            path: `${target.pathname}${target.search}`,
+            method: init.method ?? (init.form ? 'POST' : 'GET'),
+            headers: { ...headers, ...(body !== undefined && { 'content-length': Buffer.byteLength(body) }) },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (chunk: Buffer) => chunks.push(chunk));
+            res.on('end', () => {
+              const responseHeaders = new Headers();
+              for (let i = 0; i < res.rawHeaders.length; i += 2)
+                responseHeaders.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
+              resolve({
+                status: res.statusCode ?? 0,
+                headers: responseHeaders,
+                text: Buffer.concat(chunks).toString('utf8'),
+              });
+            });
+            res.on('error', reject);
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      },
+    );
     for (const line of response.headers.getSetCookie()) {
       this.setCookies.push(line);
       const [pair] = line.split(';');
@@ -152,13 +187,20 @@ export class Browser {
       else hostJar.set(name, value);
       this.jar.set(target.host, hostJar);
     }
-    return {
-      status: response.status,
-      headers: response.headers,
-      text: await response.text(),
-      location: response.headers.get('location'),
-    };
+    return { ...response, location: response.headers.get('location') };
   }
+}
+
+/**
+ * Gives `browser` a CF_AppSession cookie on `appHost`, as the app host's redirect to the login
+ * does, and returns the `meta` that redirect would send (src/keys/app-session.ts).
+ */
+export function appSession(browser: Browser, appHost: string): string {
+  const jar = browser.jar.get(appHost) ?? new Map<string, string>();
+  const secret = jar.get(APP_SESSION_COOKIE) ?? randomBytes(32).toString('base64url');
+  jar.set(APP_SESSION_COOKIE, secret);
+  browser.jar.set(appHost, jar);
+  return appSessionMeta(secret);
 }
 
 export function formField(html: string, name: string): string {
@@ -170,4 +212,50 @@ export function formField(html: string, name: string): string {
 /** Every `value` of hidden `idp` fields on the picker. */
 export function idpChoices(html: string): string[] {
   return [...html.matchAll(/name="idp" value="([^"]*)"/g)].map((m) => m[1]!);
+}
+
+/** Routes `hostname` to `service` through the built-in tunnel's ingress, as an operator would. */
+export async function routeHost(h: LoginHarness, hostname: string, service: string): Promise<void> {
+  const tunnels = await h.accountApi('GET', '/cfd_tunnel');
+  if (tunnels.status !== 200) throw new Error(`cfd_tunnel: ${tunnels.status}`);
+  const tunnelId = tunnels.body.result[0].id as string;
+  const current = await h.accountApi('GET', `/cfd_tunnel/${tunnelId}/configurations`);
+  const rules = ((current.body.result?.config?.ingress ?? []) as { hostname?: string }[]).filter(
+    (rule) => rule.hostname !== undefined && rule.hostname !== hostname,
+  );
+  const put = await h.accountApi('PUT', `/cfd_tunnel/${tunnelId}/configurations`, {
+    config: { ingress: [...rules, { hostname, service }, { service: 'http_status:404' }] },
+  });
+  if (put.status !== 200) throw new Error(`ingress: ${put.status} ${JSON.stringify(put.body)}`);
+  await h.gateway.gateway.snapshot.refresh();
+}
+
+/**
+ * Drives oidc-provider's development login and consent pages from its authorization URL until
+ * it redirects back to the team domain's callback; returns that callback URL.
+ */
+export async function driveUpstream(
+  browser: Browser,
+  authorizationUrl: string,
+  teamDomain: string,
+  account: string,
+): Promise<string> {
+  let location = authorizationUrl;
+  for (let step = 0; step < 12; step++) {
+    if (location.startsWith(`${teamDomain}/cdn-cgi/access/callback`)) return location;
+    const url = new URL(location);
+    let page = await browser.request(url.href);
+    if (page.status === 200 && page.text.includes('name="login"')) {
+      page = await browser.request(new URL(/action="([^"]+)"/.exec(page.text)![1]!, url).href, {
+        form: { prompt: 'login', login: account, password: 'x' },
+      });
+    } else if (page.status === 200 && page.text.includes('name="prompt" value="consent"')) {
+      page = await browser.request(new URL(/action="([^"]+)"/.exec(page.text)![1]!, url).href, {
+        form: { prompt: 'consent' },
+      });
+    }
+    if (!page.location) throw new Error(`upstream step ${step}: ${page.status} ${page.text.slice(0, 600)}`);
+    location = new URL(page.location, url).href;
+  }
+  throw new Error('the upstream login did not come back');
 }

@@ -138,8 +138,10 @@ const sign = (claims: ExternalEvaluationRequestClaims) =>
     .setIssuer('http://127.0.0.1:8080')
     .sign(accountKey.privateKey);
 
+// The production deadline: a loaded CI machine can take more than a few hundred ms for the first
+// JWKS fetch. The timeout test sets its own short deadline.
 function evaluator(options: Partial<ExternalEvaluatorOptions> = {}) {
-  return createExternalEvaluator({ sign, timeoutMs: 300, ...options });
+  return createExternalEvaluator({ sign, timeoutMs: 5000, ...options });
 }
 
 const target = (scenario: string) => ({

@@ -91,12 +91,29 @@ const open = app({
   hosts: ['public.test'],
   policies: [policy('bypass', [{ everyone: {} }])],
 });
+// Loopback clients are blocked: the Block's request selector is checked on every request, after
+// a login (from elsewhere) that the Allow admitted.
+const LOOPBACK_BLOCK = () => policy('deny', [{ ip: { ip: '127.0.0.0/8' } }]);
+const blocked = app({
+  name: 'blocked',
+  hosts: ['blocked.test'],
+  customDenyMessage: 'Ask IT for access to the wiki.',
+  policies: [LOOPBACK_BLOCK(), policy('allow', [{ email: { email: 'alice@example.com' } }])],
+});
 const denyUrl = app({
   name: 'deny-url',
   hosts: ['denyurl.test'],
   customDenyUrl: 'https://intranet.example.com/denied',
-  policies: [policy('allow', [{ email: { email: 'bob@example.com' } }])],
+  policies: [LOOPBACK_BLOCK(), policy('allow', [{ email: { email: 'bob@example.com' } }])],
 });
+// Admits members of an OIDC group: a claim the app token does not carry (spec §3.3).
+const IDP = randomUUID();
+const engineersAllow = policy(
+  'allow',
+  [{ oidc: { claim_name: 'groups', claim_value: 'eng', identity_provider_id: IDP } }],
+  { require: [{ ip: { ip: '127.0.0.0/8' } }] },
+);
+const engineers = app({ name: 'engineers', hosts: ['engineers.test'], policies: [engineersAllow] });
 const svc = app({
   name: 'svc',
   hosts: ['svc.test'],
@@ -138,7 +155,9 @@ const apps: ProxyApp[] = [
   admin,
   wildcard,
   open,
+  blocked,
   denyUrl,
+  engineers,
   svc,
   cors,
   preflight,
@@ -158,7 +177,9 @@ beforeAll(async () => {
         'mcp.test',
         'unlinked.test',
         'public.test',
+        'blocked.test',
         'denyurl.test',
+        'engineers.test',
         'svc.test',
         'cors.test',
         'preflight.test',
@@ -325,22 +346,56 @@ describe('app sessions', () => {
     expect(response.seen.headers.authorization).toBe('Basic dXNlcjpwYXNz');
   });
 
-  it('blocks a valid session that no policy allows: block page, JSON or custom_deny_url', async () => {
-    const bob = await appToken(harness, wiki, { email: 'bob@example.com' });
-    const page = await call({ host: 'wiki.test', headers: [BROWSER, ['cookie', `CF_Authorization=${bob}`]] });
+  it('blocks a valid session by a Block policy checked per request: block page, JSON or custom_deny_url', async () => {
+    const alice = await appToken(harness, blocked);
+    expect(claimsOf(alice).policy_id).toEqual(expect.any(String));
+    const page = await call({
+      host: 'blocked.test',
+      headers: [BROWSER, ['cookie', `CF_Authorization=${alice}`]],
+    });
     expect(page.status).toBe(403);
     expect(page.headers['content-type']).toContain('text/html');
     expect(page.body).toContain('Ask IT for access to the wiki.');
-    const api = await call({ host: 'wiki.test', headers: [API, ['cf-access-token', bob]] });
+    const api = await call({ host: 'blocked.test', headers: [API, ['cf-access-token', alice]] });
     expect(api.status).toBe(403);
-    const alice = await appToken(harness, denyUrl);
+    const bob = await appToken(harness, denyUrl, { email: 'bob@example.com' });
     const redirect = await call({
       host: 'denyurl.test',
-      headers: [BROWSER, ['cookie', `CF_Authorization=${alice}`]],
+      headers: [BROWSER, ['cookie', `CF_Authorization=${bob}`]],
     });
     expect(redirect.status).toBe(302);
     expect(redirect.headers.location).toBe('https://intranet.example.com/denied');
     expect(page.reached || api.reached || redirect.reached).toBe(false);
+  });
+
+  it('admits by the policy recorded at login, re-checking only its request selectors', async () => {
+    // The login saw the OIDC group and recorded the admitting policy; the token has only the email.
+    const allow = engineersAllow;
+    const session = await appToken(harness, engineers, {
+      email: 'bob@example.com',
+      policy_id: allow.id,
+      policy_precedence: allow.precedence,
+    });
+    const ok = await call({ host: 'engineers.test', headers: [API, ['cf-access-token', session]] });
+    expect(ok.status).toBe(200);
+    expect(ok.seen.headers['cf-access-authenticated-user-email']).toBe('bob@example.com');
+    // A token without the claims, or naming a policy the app no longer has, needs a fresh login.
+    for (const stale of [
+      await appToken(harness, engineers, { email: 'bob@example.com' }),
+      await appToken(harness, engineers, { policy_id: randomUUID(), policy_precedence: allow.precedence }),
+      await appToken(harness, engineers, { policy_id: allow.id, policy_precedence: allow.precedence + 1 }),
+    ]) {
+      const api = await call({ host: 'engineers.test', headers: [API, ['cf-access-token', stale]] });
+      expect(api.status).toBe(401);
+      expect(api.headers['www-authenticate']).toBe('Bearer error="invalid_token"');
+      const browser = await call({
+        host: 'engineers.test',
+        headers: [BROWSER, ['cookie', `CF_Authorization=${stale}`]],
+      });
+      expect(browser.status).toBe(302);
+      expect(browser.headers.location).toContain('/cdn-cgi/access/login/engineers.test');
+      expect(api.reached || browser.reached).toBe(false);
+    }
   });
 
   it('does not let a session for the parent path into a more specific app', async () => {
@@ -382,6 +437,34 @@ describe('app sessions', () => {
       harness.setConfig({ userRevocations: new Map() });
     }
   });
+
+  it('refuses a token issued in the same second as the revocation, not one issued a second later', async () => {
+    const iat = now() - 10;
+    const sameSecond = await appToken(harness, wiki, { iat });
+    const later = await appToken(harness, wiki, { iat: iat + 1 });
+    const sub = claimsOf(sameSecond).sub as string;
+    const use = (token: string) => call({ host: 'wiki.test', headers: [API, ['cf-access-token', token]] });
+    // Both verify and are cached before the revocation arrives: the cache must not outlive it.
+    expect((await use(sameSecond)).status).toBe(200);
+    expect((await use(later)).status).toBe(200);
+    const index = harness.config.apps.indexOf(wiki);
+    const revokedApps = [...harness.config.apps];
+    revokedApps[index] = { ...wiki, tokensRevokedAt: iat };
+    harness.setConfig({ apps: revokedApps });
+    try {
+      expect((await use(sameSecond)).status).toBe(401);
+      expect((await use(later)).status).toBe(200);
+    } finally {
+      harness.setConfig({ apps });
+    }
+    harness.setConfig({ userRevocations: new Map([[sub, iat]]) });
+    try {
+      expect((await use(sameSecond)).status).toBe(401);
+      expect((await use(later)).status).toBe(200);
+    } finally {
+      harness.setConfig({ userRevocations: new Map() });
+    }
+  });
 });
 
 describe('service tokens', () => {
@@ -405,6 +488,44 @@ describe('service tokens', () => {
     // Minted once per (credential, app), then reused.
     const again = await call({ host: 'wiki.test', headers: [API, ...creds(st, 's3cret')] });
     expect(again.seen.headers['cf-access-jwt-assertion']).toBe(assertion);
+  });
+
+  it('returns the service-token JWT as the app cookie outside strict mode; the cookie lasts while the token does', async () => {
+    const first = await call({ host: 'wiki.test', headers: [API, ...creds(st, 's3cret')] });
+    expect(first.status).toBe(200);
+    const setCookie = String(first.headers['set-cookie']);
+    const assertion = String(first.seen.headers['cf-access-jwt-assertion']);
+    expect(setCookie).toContain(`CF_Authorization=${assertion};`);
+    expect(setCookie).toContain('HttpOnly');
+    // The cookie alone authenticates, with the same service-token identity.
+    const cookie: [string, string] = ['cookie', `CF_Authorization=${assertion}`];
+    const withCookie = await call({ host: 'wiki.test', headers: [API, cookie] });
+    expect(withCookie.status).toBe(200);
+    expect(withCookie.seen.headers['cf-access-jwt-assertion']).toBe(assertion);
+    expect(withCookie.seen.headers.cookie).toBeUndefined();
+    // Disabling (like deleting) the token ends the sessions it started.
+    const off = { ...st, enabled: false };
+    harness.setConfig({ serviceTokens: new Map([[st.clientId, off]]) });
+    try {
+      const refused = await call({ host: 'wiki.test', headers: [API, cookie] });
+      expect(refused.status).toBe(401);
+      expect(refused.reached).toBe(false);
+    } finally {
+      harness.setConfig({
+        serviceTokens: new Map(
+          [st, expired, disabled, rotated, rotatedLong].map((token) => [token.clientId, token]),
+        ),
+      });
+    }
+    // Strict mode issues no cookie.
+    harness.setConfig({ org: { ...harness.config.org, strictServiceTokens: true } });
+    try {
+      const strict = await call({ host: 'wiki.test', headers: [API, ...creds(st, 's3cret')] });
+      expect(strict.status).toBe(200);
+      expect(strict.headers['set-cookie']).toBeUndefined();
+    } finally {
+      harness.setConfig({ org: { ...harness.config.org, strictServiceTokens: false } });
+    }
   });
 
   it('refuses wrong secrets, expired and disabled tokens', async () => {
@@ -600,6 +721,50 @@ describe('CORS', () => {
     });
     expect(stranger.headers['access-control-allow-origin']).toBeUndefined();
     expect(response.reached || stranger.reached).toBe(false);
+  });
+
+  it('adds the CORS headers to ordinary responses for allowed origins, also to its own 401', async () => {
+    const spa: [string, string] = ['origin', 'https://spa.example.com'];
+    const token = await appToken(harness, cors);
+    const ok = await call({ host: 'cors.test', headers: [API, spa, ['cf-access-token', token]] });
+    expect(ok.status).toBe(200);
+    expect(ok.headers['access-control-allow-origin']).toBe('https://spa.example.com');
+    expect(ok.headers['access-control-allow-credentials']).toBe('true');
+    expect(ok.headers.vary).toContain('Origin');
+    const unauthenticated = await call({ host: 'cors.test', headers: [API, spa] });
+    expect(unauthenticated.status).toBe(401);
+    expect(unauthenticated.headers['access-control-allow-origin']).toBe('https://spa.example.com');
+    const stranger = await call({
+      host: 'cors.test',
+      headers: [API, ['origin', 'https://evil.example'], ['cf-access-token', token]],
+    });
+    expect(stranger.status).toBe(200);
+    expect(stranger.headers['access-control-allow-origin']).toBeUndefined();
+    // An app without cors_headers leaves the origin's answer alone.
+    const plain = await call({ host: 'public.test', headers: [spa] });
+    expect(plain.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
+  it('sends /cdn-cgi/access/login on an app host to the team login, back to a path of that host only', async () => {
+    for (const [asked, expected] of [
+      ['/docs?a=1', '/docs?a=1'],
+      ['https://evil.example/', '/'],
+      ['//evil.example', '/'],
+    ]) {
+      const response = await call({
+        host: 'wiki.test',
+        path: `/cdn-cgi/access/login?redirect_url=${encodeURIComponent(asked!)}`,
+        headers: [BROWSER],
+      });
+      expect(response.status).toBe(302);
+      const location = new URL(response.headers.location!);
+      expect(`${location.origin}${location.pathname}`).toBe(
+        `${harness.teamDomain}/cdn-cgi/access/login/wiki.test`,
+      );
+      expect(location.searchParams.get('kid')).toBe(wiki.aud);
+      expect(location.searchParams.get('redirect_url')).toBe(expected);
+      expect(response.reached).toBe(false);
+    }
   });
 
   it('passes preflights to the origin unauthenticated with options_preflight_bypass', async () => {

@@ -5,10 +5,11 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { IngressRule } from '../../src/config/settings.ts';
 import { mintJwt } from '../../src/keys/jwt.ts';
-import { compilePolicies, evaluate } from '../../src/policy/index.ts';
+import { type CompiledApp, compilePolicies, evaluate, type Identity } from '../../src/policy/index.ts';
 import type { PolicyDefinition } from '../../src/policy/types.ts';
 import type { ProxyApp, ProxyConfig } from '../../src/proxy/config.ts';
 import type { ForwardLimits } from '../../src/proxy/forward.ts';
+import { compiledPolicies } from '../../src/proxy/from-snapshot.ts';
 import { GatehouseProxy } from '../../src/proxy/proxy.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 
@@ -72,7 +73,7 @@ export function app(
 ): ProxyApp {
   const { policies, ...rest } = overrides;
   const compiled = compilePolicies(policies ?? []);
-  return {
+  const built: ProxyApp = {
     id: randomUUID(),
     aud: randomBytes(32).toString('hex'),
     type: 'self_hosted',
@@ -92,8 +93,25 @@ export function app(
     customNonIdentityDenyUrl: null,
     tokensRevokedAt: null,
     ...rest,
-    policies: { evaluate: (context) => evaluate(compiled, context) },
+    policies: compiledPolicies(compiled),
   };
+  compiledOf.set(built, compiled);
+  return built;
+}
+
+const compiledOf = new WeakMap<ProxyApp, CompiledApp>();
+
+/**
+ * What the login writes into the app token about the policy that admitted the user: it evaluates
+ * the app's policies with the full login identity (here: the email) and records the winner.
+ */
+export function admittedClaims(target: ProxyApp, identity: Identity): Record<string, unknown> {
+  const compiled = compiledOf.get(target);
+  if (!compiled) return {};
+  const decision = evaluate(compiled, { now: Date.now(), identity });
+  return decision.policy
+    ? { policy_id: decision.policy.id, policy_precedence: decision.policy.precedence }
+    : {};
 }
 
 let precedence = 0;
@@ -209,25 +227,35 @@ export function send(
 export const BROWSER: [string, string] = ['accept', 'text/html,application/xhtml+xml,*/*;q=0.8'];
 export const API: [string, string] = ['accept', 'application/json'];
 
-/** An app token as the login issues it (spec §4.3). */
+/**
+ * An app token as the login issues it (spec §4.3), naming the policy that admits its email
+ * (admittedClaims) unless `claims` says otherwise.
+ */
 export function appToken(
   harness: ProxyHarness,
   target: ProxyApp,
   claims: Record<string, unknown> = {},
   lifetimeSeconds = 3600,
 ): Promise<string> {
+  const email = typeof claims.email === 'string' ? claims.email : 'alice@example.com';
   return mintJwt(
     harness.gateway.gateway.keys,
     {
       type: 'app',
       aud: [target.aud],
       sub: 'b5d5d1c8-3f2a-4e53-9f3c-6a6f0c5e2a11',
-      email: 'alice@example.com',
+      email,
       identity_nonce: 'nonce-1',
       country: 'NL',
+      ...admittedClaims(target, { email }),
       ...claims,
     },
-    { issuer: harness.teamDomain, expiresAt: Math.floor(Date.now() / 1000) + lifetimeSeconds },
+    {
+      issuer: harness.teamDomain,
+      expiresAt: Math.floor(Date.now() / 1000) + lifetimeSeconds,
+      // mintJwt sets iat (and nbf) from its clock: an `iat` claim asks for that issue time.
+      ...(typeof claims.iat === 'number' && { now: new Date(claims.iat * 1000) }),
+    },
   );
 }
 

@@ -137,6 +137,32 @@ export class PolicyRepository {
     return rows.map((row) => ({ ...toPolicy(row), precedence: row.precedence }));
   }
 
+  /**
+   * The policies of each of `appIds`, ascending precedence, in one query per 500 apps (a page
+   * of the apps list reads its policies with this instead of one query per app).
+   */
+  async listForApps(
+    appIds: readonly string[],
+    db: Kysely<Database> = this.store.db,
+  ): Promise<Map<string, AttachedPolicy[]>> {
+    const byApp = new Map<string, AttachedPolicy[]>(appIds.map((id) => [id, []]));
+    for (let start = 0; start < appIds.length; start += 500) {
+      const rows = await db
+        .selectFrom('app_policies')
+        .innerJoin('policies', 'policies.id', 'app_policies.policy_id')
+        .selectAll('policies')
+        .select(['app_policies.precedence', 'app_policies.app_id as linked_app_id'])
+        .where('app_policies.app_id', 'in', appIds.slice(start, start + 500))
+        .orderBy('app_policies.app_id')
+        .orderBy('app_policies.precedence')
+        .execute();
+      for (const { linked_app_id, precedence, ...row } of rows) {
+        byApp.get(linked_app_id)?.push({ ...toPolicy(row), precedence });
+      }
+    }
+    return byApp;
+  }
+
   /** Every link of the account (snapshot): app id → policy ids with precedence. */
   async listLinks(
     accountId: string,

@@ -1,0 +1,127 @@
+// Flow 2 end to end: the MCP SDK client (with its OAuth support) talks to the MCP server acting
+// as an Access-for-SaaS OIDC client. The server is the client's authorization server; it sends
+// the person to Gatehouse's per-app issuer, signs them in with a one-time PIN, keeps their
+// Gatehouse tokens, and calls the wiki through Gatehouse with `Authorization: Bearer`.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { managementApi } from '../../src/cli/demo.ts';
+import { fetchVia } from '../shared/connect.ts';
+import { type DemoHarness, startDemoHarness } from '../support/demo.ts';
+import { browseAuthorization, CLIENT_REDIRECT, TestOAuthProvider } from '../support/oauth-client.ts';
+
+let h: DemoHarness;
+beforeAll(async () => {
+  h = await startDemoHarness('alice@example.com');
+});
+afterAll(() => h?.close());
+
+const text = (result: unknown) => ((result as CallToolResult).content[0] as { text: string }).text;
+
+async function authorizedClient(email: string) {
+  const provider = new TestOAuthProvider();
+  const transport = () =>
+    new StreamableHTTPClientTransport(new URL(h.demo.urls.mcpSaas), {
+      authProvider: provider,
+      fetch: fetchVia(h.demo.listen),
+    });
+  const first = transport();
+  await expect(new Client({ name: 'flow2', version: '1' }).connect(first)).rejects.toThrow(/Unauthorized/);
+  expect(provider.authorizationUrl?.origin).toBe(new URL(h.demo.urls.mcpSaas).origin);
+  const result = await browseAuthorization(h, provider.authorizationUrl!, email);
+  return { provider, transport, first, result };
+}
+
+describe('MCP server, flow 2 (Access for SaaS OIDC client)', () => {
+  it('authorizes through Gatehouse and edits the wiki as the person, with a Bearer token', async () => {
+    const { provider, transport, first, result } = await authorizedClient('alice@example.com');
+    const back = new URL(result.location ?? 'http://invalid/');
+    expect(back.searchParams.get('code'), `${result.location} ${result.text.slice(0, 300)}`).toBeTruthy();
+    expect(back.searchParams.get('iss')).toBe(new URL(h.demo.urls.mcpSaas).origin);
+    const code = back.searchParams.get('code')!;
+    await first.finishAuth(code);
+    expect(provider.saved?.access_token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    // The code was spent: a replay (even with the right verifier) gets invalid_grant.
+    const replay = await fetch(`${new URL(h.demo.urls.mcpSaas).origin}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'authorization_code',
+        code,
+        code_verifier: provider.verifier,
+        redirect_uri: CLIENT_REDIRECT,
+        client_id: String(provider.client?.client_id),
+      }).toString(),
+    });
+    expect(replay.status).toBe(400);
+    expect(await replay.json()).toEqual({ error: 'invalid_grant' });
+
+    const client = new Client({ name: 'flow2', version: '1' });
+    await client.connect(transport());
+    const created = await client.callTool({
+      name: 'wiki_create',
+      arguments: { slug: 'saas-flow', title: 'Flow 2', body: 'written through Access for SaaS' },
+    });
+    expect(created.isError, text(created)).toBeFalsy();
+    expect(JSON.parse(text(created))).toMatchObject({ updated_by: 'alice@example.com' });
+    const saved = JSON.parse(readFileSync(path.join(h.database.dataDir, 'wiki.json'), 'utf8'));
+    const page = saved.pages.find((p: { slug: string }) => p.slug === 'saas-flow');
+    expect(page.revisions[0].author).toBe('alice@example.com');
+
+    // The MCP server keeps the Gatehouse tokens; the MCP client never sees them.
+    const state = JSON.parse(readFileSync(path.join(h.database.dataDir, 'mcp-saas.json'), 'utf8'));
+    const grant = state.grants.at(-1);
+    expect(grant.email).toBe('alice@example.com');
+    expect(grant.gatehouse.access_token).not.toBe(provider.saved?.access_token);
+    expect(JSON.stringify(state)).not.toContain(provider.saved!.access_token);
+
+    // revoke_tokens on the SaaS app: the next downstream call is refused by Gatehouse (401),
+    // and the person reads why, within 5 s.
+    const api = managementApi(fetchVia(h.demo.listen), `${h.demo.teamDomain}/client/v4`, h.demo.apiToken);
+    const revokedAt = Date.now();
+    await api(
+      'POST',
+      `/accounts/${h.demo.seed.accountId}/access/apps/${h.demo.seed.apps.mcpSaas.id}/revoke_tokens`,
+    );
+    let refused: unknown;
+    do {
+      refused = await client.callTool({ name: 'wiki_read', arguments: { slug: 'saas-flow' } });
+    } while (!(refused as CallToolResult).isError && Date.now() - revokedAt < 5000);
+    expect(text(refused)).toMatch(
+      /^Gatehouse did not accept your sign-in for the wiki: it has expired or been revoked/,
+    );
+    expect(Date.now() - revokedAt).toBeLessThan(5000);
+    await client.close();
+  });
+
+  it('refuses a person the SaaS app does not allow, and a client redirect outside the registered set', async () => {
+    // Gatehouse answers the MCP server's callback with access_denied; the MCP client gets the same.
+    const { result } = await authorizedClient('mallory@example.com');
+    const back = new URL(result.location!);
+    expect(back.searchParams.get('error')).toBe('access_denied');
+    expect(back.searchParams.has('code')).toBe(false);
+
+    const register = await fetch(`${new URL(h.demo.urls.mcpSaas).origin}/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ redirect_uris: ['http://evil.example/cb'] }),
+    });
+    expect(register.status).toBe(400);
+    expect(await register.json()).toMatchObject({ error: 'invalid_redirect_uri' });
+  });
+
+  it('answers an MCP request without a valid token with a 401 challenge naming its metadata', async () => {
+    const response = await fetch(h.demo.urls.mcpSaas, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${'a'.repeat(43)}` },
+      body: '{}',
+    });
+    expect(response.status).toBe(401);
+    expect(response.headers.get('www-authenticate')).toBe(
+      `Bearer error="invalid_token", resource_metadata="${new URL(h.demo.urls.mcpSaas).origin}/.well-known/oauth-protected-resource/mcp"`,
+    );
+  });
+});
