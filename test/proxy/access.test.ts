@@ -1,6 +1,7 @@
 // Access decisions end to end: a real gateway, real origins, real tokens from the real key ring.
 import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appSessionMac, appSessionMeta } from '../../src/keys/app-session.ts';
 import { verifyJwt } from '../../src/keys/jwt.ts';
 import type { ProxyApp, ServiceTokenRecord } from '../../src/proxy/config.ts';
 import {
@@ -640,9 +641,14 @@ describe('linked app tokens', () => {
 describe('Access endpoints on app hosts', () => {
   it('authorized sets the app cookie and redirects only within the host', async () => {
     const token = await appToken(harness, wiki);
+    // The hand-off is bound to this browser's CF_AppSession cookie (src/keys/app-session.ts).
+    const secret = 'a'.repeat(43);
+    const bound = `app_session=${appSessionMac(appSessionMeta(secret), token)}`;
+    const browserCookie: [string, string] = ['cookie', `CF_AppSession=${secret}`];
     const ok = await call({
       host: 'wiki.test',
-      path: `/cdn-cgi/access/authorized?token=${token}&redirect_url=${encodeURIComponent('/doc?a=1')}`,
+      path: `/cdn-cgi/access/authorized?token=${token}&${bound}&redirect_url=${encodeURIComponent('/doc?a=1')}`,
+      headers: [browserCookie],
     });
     expect(ok.status).toBe(302);
     expect(ok.headers.location).toBe('/doc?a=1');
@@ -660,7 +666,8 @@ describe('Access endpoints on app hosts', () => {
     ]) {
       const response = await call({
         host: 'wiki.test',
-        path: `/cdn-cgi/access/authorized?token=${token}&redirect_url=${encodeURIComponent(redirect)}`,
+        path: `/cdn-cgi/access/authorized?token=${token}&${bound}&redirect_url=${encodeURIComponent(redirect)}`,
+        headers: [browserCookie],
       });
       expect(response.headers.location).toBe('/');
     }
