@@ -12,6 +12,7 @@ import type { Gateway } from './gateway.ts';
 import type { Logger } from './logging.ts';
 import { orgSessions } from './login/org-session.ts';
 import { type LoginOptions, loginRoutes } from './login/plugin.ts';
+import { loadOidcLibrary } from './oidc/engine.ts';
 import { ManagedOAuth, type ManagedOAuthOptions } from './oidc/managed/managed-oauth.ts';
 import { SaasOidcService, saasOidcRoutes } from './oidc/service.ts';
 import { snapshotSource } from './proxy/from-snapshot.ts';
@@ -53,6 +54,7 @@ export async function createServer(
   logger: Logger,
   options: ServerOptions = {},
 ): Promise<GatewayServer> {
+  await loadOidcLibrary(logger);
   const teamUrl = new URL(gateway.settings.teamDomain);
   const teamHost = teamUrl.host.toLowerCase();
   const defaultPort = teamUrl.protocol === 'https:' ? '443' : '80';

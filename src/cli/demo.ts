@@ -18,7 +18,6 @@ import { loadSettings } from '../config/settings.ts';
 import { openGateway } from '../gateway.ts';
 import type { PinMailer } from '../identity/otp.ts';
 import { createLogger } from '../logging.ts';
-import { createServer } from '../server.ts';
 
 export interface DemoOptions {
   /** Gatehouse's port on 127.0.0.1; the team domain is http://auth.localhost:<port>. */
@@ -103,6 +102,7 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
       options.print(`[demo mail] one-time PIN for ${to}: ${pin}\n`);
     },
   };
+  const { createServer } = await import('../server.ts');
   const server = await createServer(gateway, logger, { login: { mailer } });
   const running: Origin[] = [];
   try {
@@ -162,6 +162,9 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
       dashboard: options.dashboardPort,
       mcp: options.mcpPort,
     });
+    // The proxy's snapshot follows API writes after a short debounce; the demo is announced
+    // ready only once it routes every host it prints.
+    await gateway.snapshot.refresh();
     options.print(banner(options, teamDomain, urls));
     return {
       seed,

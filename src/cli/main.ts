@@ -9,7 +9,6 @@ import { ConfigError, loadSettings, type SettingFlags, type Settings } from '../
 import { openGateway, openStore } from '../gateway.ts';
 import { MasterKeyError } from '../keys/master-key.ts';
 import { createLogger, type Logger } from '../logging.ts';
-import { createServer } from '../server.ts';
 import { StoreError } from '../store/store.ts';
 import { registerDemoCommand } from './demo.ts';
 import { addPolicyCommands } from './policy-test.ts';
@@ -57,6 +56,9 @@ async function start(command: Command): Promise<void> {
   }
   const changes = workerChangeFeed(settings);
   const gateway = await openGateway(settings, logger, { maintenance: true, ...(changes && { changes }) });
+  // Loaded here, not at the top: the server pulls in the proxy and OIDC engine, which only
+  // `start` needs, so one-shot commands and --help stay quick.
+  const { createServer } = await import('../server.ts');
   const server = await createServer(gateway, logger);
   const bound = await server.listen();
   logger.info(

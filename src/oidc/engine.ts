@@ -7,7 +7,6 @@
 // authorization through Gatehouse's own login and policy check.
 import { createHmac, type KeyObject } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import * as oidcProviderModule from 'oidc-provider';
 import type { KeyRing } from '../keys/keyring.ts';
 import type { MasterKey } from '../keys/master-key.ts';
 import { secretMatchesHash } from '../keys/secrets.ts';
@@ -106,7 +105,41 @@ interface OidcLibrary {
   };
   errors: { InvalidTarget: new (description?: string) => Error };
 }
-const lib = oidcProviderModule as unknown as OidcLibrary;
+let loaded: OidcLibrary | undefined;
+
+const RUNTIME_NOTICE = 'oidc-provider WARNING: Unsupported runtime';
+
+/**
+ * Loads oidc-provider once, before any provider is built (createServer awaits it). Its module
+ * prints a console warning on Node 20 (stack.md §1: every flow we use was verified on Node 20);
+ * the notice is caught here and logged once, structured, so `gatehouse` keeps stderr JSON-only
+ * and commands that never build a provider do not pay for loading it.
+ */
+export async function loadOidcLibrary(logger: Logger): Promise<void> {
+  if (loaded) return;
+  const consoleWarn = console.warn;
+  let notice: string | undefined;
+  console.warn = (...args: unknown[]) => {
+    if (typeof args[0] === 'string' && args[0].startsWith(RUNTIME_NOTICE)) notice = args[0];
+    else consoleWarn(...args);
+  };
+  try {
+    loaded = (await import('oidc-provider')) as unknown as OidcLibrary;
+  } finally {
+    console.warn = consoleWarn;
+  }
+  if (notice) {
+    logger.info(
+      { node: process.version },
+      'oidc-provider recommends Node.js 22 LTS; the OIDC flows Gatehouse uses are tested on this runtime',
+    );
+  }
+}
+
+function library(): OidcLibrary {
+  if (!loaded) throw new Error('loadOidcLibrary() must complete before an OIDC provider is built');
+  return loaded;
+}
 
 export type IssuerKind = 'saas' | 'managed_oauth';
 
@@ -171,6 +204,7 @@ const INTERACTION_TTL_SECONDS = 600;
 export function buildProvider(spec: ProviderSpec, deps: EngineDeps): Provider {
   const issuerPath = new URL(spec.issuer).pathname;
   const { kid, key } = deps.keys.signingKey();
+  const lib = library();
   const policy = lib.interactionPolicy.base();
   // Every authorization goes through our interaction, which checks the team-domain session and
   // the app's policies now; an oidc-provider session alone never yields a code (a user logged

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadSettings } from '../../src/config/settings.ts';
 import { openGateway } from '../../src/gateway.ts';
 import { createLogger } from '../../src/logging.ts';
-import { type CliResult, killAllCli, runCli } from '../support/cli.ts';
+import { type CliResult, killAllCli, runCli, startCli } from '../support/cli.ts';
 import { tempDir } from '../support/databases.ts';
 
 // The tests run concurrently (each one mostly waits on its child), so cleanup waits for all of them.
@@ -16,6 +16,9 @@ afterAll(async () => {
   await killAllCli();
   for (const cleanup of cleanups.splice(0)) cleanup();
 });
+
+/** Nothing listens on port 1; the password must never appear in any output. */
+const UNREACHABLE_URL = 'postgres://user:secret@127.0.0.1:1/x';
 
 function workDir(): string {
   const temp = tempDir('gatehouse-cli-errors-');
@@ -47,22 +50,31 @@ describe.concurrent('gatehouse start refuses', () => {
     expect(existsSync(path.join(cwd, 'data'))).toBe(false);
   });
 
-  it('an unreachable database, naming the URL with its password hidden', async () => {
+  it('an unreachable database: start retries and says so, the URL with its password hidden', async () => {
+    // Issue 9: a node starting while PostgreSQL is down waits for it, logging each retry.
     const cwd = workDir();
-    const result = await runCli(
-      [
-        'start',
-        '--data-dir',
-        'data',
-        '--listen',
-        '127.0.0.1:0',
-        '--database-url',
-        'postgres://user:secret@127.0.0.1:1/x',
-      ],
+    const node = startCli(
+      ['start', '--data-dir', 'data', '--listen', '127.0.0.1:0', '--database-url', UNREACHABLE_URL],
       { cwd },
     );
-    expect(result.code).not.toBe(0);
-    expect(result.code).not.toBeNull();
+    const line = await node.waitForStderr(/database unreachable at start; retrying/);
+    const log = JSON.parse(line) as { attempt: number; retryInMs: number; error: string };
+    expect(log.attempt).toBe(1);
+    expect(log.retryInMs).toBeGreaterThan(0);
+    expect(log.error).toContain('cannot connect to database postgres://user:***@127.0.0.1:1/x');
+    const result = await node.stop('SIGTERM');
+    // Nothing is open yet while it waits, so SIGTERM's default action ends it.
+    expect(result.signal).toBe('SIGTERM');
+    expect(result.stderr).not.toContain('secret');
+    expect(existsSync(path.join(cwd, 'data', 'master.key'))).toBe(false);
+  });
+
+  it('an unreachable database for a one-shot command: exit 1 at once, password hidden', async () => {
+    const cwd = workDir();
+    const result = await runCli(['migrate', '--data-dir', 'data', '--database-url', UNREACHABLE_URL], {
+      cwd,
+    });
+    expect(result.code).toBe(1);
     const line = errorLine(result);
     expect(line).toContain('cannot connect to database postgres://user:***@127.0.0.1:1/x');
     expect(result.stderr).not.toContain('secret');

@@ -1,4 +1,5 @@
-// oidc-provider ships no types; this is the little the upstream-IdP test uses.
+// oidc-provider ships no types. src/oidc/engine.ts describes the parts it uses itself (OidcLibrary);
+// this declaration is what lets the module be imported at all, and what the upstream-IdP tests use.
 declare module 'oidc-provider' {
   import type { IncomingMessage, ServerResponse } from 'node:http';
 
