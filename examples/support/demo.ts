@@ -2,9 +2,9 @@
 // catches the PINs it prints, and signs a person in through the real one-time-PIN login.
 import { type RunningDemo, startDemo } from '../../src/cli/demo.ts';
 import { formField, idpChoices } from '../../test/login/support.ts';
+import { Browser as WireBrowser } from '../../test/support/browser.ts';
 import { createTestDatabase, type TestDatabase } from '../../test/support/databases.ts';
 import { freePort } from '../../test/support/ports.ts';
-import { fetchVia } from '../shared/connect.ts';
 
 export interface DemoHarness {
   demo: RunningDemo;
@@ -100,34 +100,8 @@ export type Browser = (
   send?: { form?: Record<string, string>; json?: unknown },
 ) => Promise<Page>;
 
-/** A browser on the wire: cookies per host, no redirects followed, connections to `listen`. */
+/** A browser on the wire (test/support/browser.ts) whose connections go to `listen`. */
 export function cookieBrowser(listen: string): Browser {
-  const connect = fetchVia(listen);
-  const jar = new Map<string, Map<string, string>>();
-  return async (url, send = {}) => {
-    const { form, json } = send;
-    const host = new URL(url).host;
-    const cookies = jar.get(host) ?? new Map<string, string>();
-    const response = await connect(url, {
-      method: form || json !== undefined ? 'POST' : 'GET',
-      redirect: 'manual',
-      headers: {
-        accept: 'text/html',
-        ...(cookies.size > 0 && { cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') }),
-        ...(form && { 'content-type': 'application/x-www-form-urlencoded' }),
-        ...(json !== undefined && { 'content-type': 'application/json', accept: 'application/json' }),
-      },
-      ...(form && { body: new URLSearchParams(form).toString() }),
-      ...(json !== undefined && { body: JSON.stringify(json) }),
-    });
-    for (const line of response.headers.getSetCookie()) {
-      const [pair] = line.split(';');
-      const index = pair!.indexOf('=');
-      const value = pair!.slice(index + 1);
-      if (/max-age=0/i.test(line) || value === '') cookies.delete(pair!.slice(0, index));
-      else cookies.set(pair!.slice(0, index), value);
-    }
-    jar.set(host, cookies);
-    return { status: response.status, headers: response.headers, text: await response.text() };
-  };
+  const browser = new WireBrowser(listen);
+  return (url, send) => browser.request(url, send);
 }

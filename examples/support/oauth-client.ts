@@ -1,47 +1,17 @@
-// An MCP client's side of OAuth for tests: an in-memory OAuthClientProvider for the SDK client,
-// and a scripted browser that follows an authorization request through Gatehouse's PIN login.
-import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
-import type { OAuthClientInformationMixed, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
+// An MCP client's side of OAuth for tests: an in-memory OAuthClientProvider for the SDK client
+// (test/support/oauth-provider.ts), and a scripted browser that follows an authorization
+// request through Gatehouse's PIN login.
 import { formField, idpChoices } from '../../test/login/support.ts';
+import { TestOAuthProvider as InMemoryOAuthProvider } from '../../test/support/oauth-provider.ts';
 import { type Browser, cookieBrowser, type DemoHarness } from './demo.ts';
 
 /** A loopback redirect URI, as desktop MCP clients register; nothing listens there. */
 export const CLIENT_REDIRECT = 'http://127.0.0.1:1/oauth/callback';
 
-/** An MCP client's OAuth state, in memory; the "user agent" is a scripted browser. */
-export class TestOAuthProvider implements OAuthClientProvider {
-  client: OAuthClientInformationMixed | undefined;
-  saved: OAuthTokens | undefined;
-  verifier = '';
-  authorizationUrl: URL | null = null;
-  readonly redirectUrl = CLIENT_REDIRECT;
-  readonly clientMetadata = {
-    client_name: 'flow2 test',
-    redirect_uris: [CLIENT_REDIRECT],
-    grant_types: ['authorization_code', 'refresh_token'],
-    response_types: ['code'],
-    token_endpoint_auth_method: 'none',
-  };
-  clientInformation() {
-    return this.client;
-  }
-  saveClientInformation(info: OAuthClientInformationMixed) {
-    this.client = info;
-  }
-  tokens() {
-    return this.saved;
-  }
-  saveTokens(tokens: OAuthTokens) {
-    this.saved = tokens;
-  }
-  redirectToAuthorization(url: URL) {
-    this.authorizationUrl = url;
-  }
-  saveCodeVerifier(verifier: string) {
-    this.verifier = verifier;
-  }
-  codeVerifier() {
-    return this.verifier;
+/** An MCP client's OAuth state, in memory; the test follows its authorization URL itself. */
+export class TestOAuthProvider extends InMemoryOAuthProvider {
+  constructor() {
+    super({ redirectUris: [CLIENT_REDIRECT], clientName: 'flow2 test' });
   }
 }
 

@@ -6,6 +6,7 @@
 // logins come from the access log.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { FIXED_IDENTITY_FIELDS } from '../identity/identity-document.ts';
 import { type LoginSession, LoginState } from '../identity/state.ts';
 import { MAX_EMAIL_LENGTH } from '../policy/limits.ts';
 import type { StoredAccessRequest } from '../store/repositories/access-requests.ts';
@@ -160,12 +161,7 @@ function identityBase(accountId: string, user: StoredUser) {
     name: user.name ?? '',
     user_uuid: user.id,
     account_id: accountId,
-    auth_status: 'NONE',
-    common_name: '',
-    service_token_id: '',
-    service_token_status: false,
-    is_warp: false,
-    is_gateway: false,
+    ...FIXED_IDENTITY_FIELDS,
     device_sessions: {},
     version: 1,
   };

@@ -5,6 +5,56 @@ import type { ColumnDefinitionBuilder, Kysely, Migration, MigrationProvider } fr
 // biome-ignore lint/suspicious/noExplicitAny: migrations are written against no fixed schema.
 type AnyDb = Kysely<any>;
 
+// The helpers below are shared by shipped migrations: changing one changes what those create on
+// a fresh database, so they are frozen like the migrations themselves.
+
+/** `account_id`: the owning account, whose deletion takes the row with it. */
+const ownedByAccount = (c: ColumnDefinitionBuilder) =>
+  c.notNull().references('accounts.account_id').onDelete('cascade');
+
+/** A table of account-owned objects: a UUID `id` and the owning account come first. */
+function createAccountTable(db: AnyDb, name: string) {
+  return db.schema
+    .createTable(name)
+    .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
+    .addColumn('account_id', 'varchar(32)', ownedByAccount);
+}
+
+/** `login_flows` as 0004 created it, and as 0006 recreated it with no app required. */
+async function createLoginFlows(db: AnyDb, app: 'required' | 'optional') {
+  const appColumn = (c: ColumnDefinitionBuilder) => (app === 'required' ? c.notNull() : c);
+  await db.schema
+    .createTable('login_flows')
+    .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
+    .addColumn('account_id', 'varchar(32)', ownedByAccount)
+    .addColumn('browser_hash', 'varchar(64)', (c) => c.notNull())
+    .addColumn('app_id', 'varchar(36)', appColumn)
+    .addColumn('app_host', 'text', appColumn)
+    .addColumn('redirect_url', 'text', (c) => c.notNull())
+    .addColumn('meta', 'text')
+    .addColumn('ip', 'text', (c) => c.notNull())
+    .addColumn('idp_id', 'varchar(36)')
+    .addColumn('nonce', 'text')
+    .addColumn('pin_email', 'text')
+    .addColumn('pin_hash', 'varchar(64)')
+    .addColumn('pin_sent_at', 'text')
+    .addColumn('pin_attempts', 'integer', (c) => c.notNull().defaultTo(0))
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .addColumn('expires_at', 'text', (c) => c.notNull())
+    .addColumn('consumed_at', 'text')
+    .execute();
+  for (const [name, column] of [
+    ['login_flows_pin_email', 'pin_email'],
+    ['login_flows_pin_ip', 'ip'],
+  ] as const) {
+    await db.schema
+      .createIndex(name)
+      .on('login_flows')
+      .columns(['account_id', column, 'pin_sent_at'])
+      .execute();
+  }
+}
+
 const foundation: Migration = {
   async up(db: AnyDb) {
     await db.schema
@@ -22,9 +72,7 @@ const foundation: Migration = {
     await db.schema
       .createTable('signing_keys')
       .addColumn('kid', 'varchar(64)', (c) => c.primaryKey())
-      .addColumn('account_id', 'varchar(32)', (c) =>
-        c.notNull().references('accounts.account_id').onDelete('cascade'),
-      )
+      .addColumn('account_id', 'varchar(32)', ownedByAccount)
       .addColumn('private_key_encrypted', 'text', (c) => c.notNull())
       .addColumn('public_jwk', 'text', (c) => c.notNull())
       .addColumn('certificate_pem', 'text', (c) => c.notNull())
@@ -40,9 +88,7 @@ const foundation: Migration = {
     await db.schema
       .createTable('api_tokens')
       .addColumn('id', 'varchar(32)', (c) => c.primaryKey())
-      .addColumn('account_id', 'varchar(32)', (c) =>
-        c.notNull().references('accounts.account_id').onDelete('cascade'),
-      )
+      .addColumn('account_id', 'varchar(32)', ownedByAccount)
       .addColumn('name', 'text', (c) => c.notNull())
       .addColumn('secret_hash', 'varchar(64)', (c) => c.notNull().unique())
       .addColumn('permissions', 'text', (c) => c.notNull())
@@ -55,9 +101,7 @@ const foundation: Migration = {
 
     await db.schema
       .createTable('ingress_rules')
-      .addColumn('account_id', 'varchar(32)', (c) =>
-        c.notNull().references('accounts.account_id').onDelete('cascade'),
-      )
+      .addColumn('account_id', 'varchar(32)', ownedByAccount)
       .addColumn('position', 'integer', (c) => c.notNull())
       .addColumn('rule', 'text', (c) => c.notNull())
       .addColumn('updated_at', 'text', (c) => c.notNull())
@@ -75,13 +119,7 @@ const foundation: Migration = {
 // management API's audit log.
 const access: Migration = {
   async up(db: AnyDb) {
-    const accountId = (c: ColumnDefinitionBuilder) =>
-      c.notNull().references('accounts.account_id').onDelete('cascade');
-
-    await db.schema
-      .createTable('apps')
-      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
-      .addColumn('account_id', 'varchar(32)', accountId)
+    await createAccountTable(db, 'apps')
       .addColumn('aud', 'varchar(64)', (c) => c.notNull().unique())
       .addColumn('type', 'text', (c) => c.notNull())
       .addColumn('name', 'text', (c) => c.notNull())
@@ -99,10 +137,7 @@ const access: Migration = {
       .columns(['account_id', 'created_at'])
       .execute();
 
-    await db.schema
-      .createTable('policies')
-      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
-      .addColumn('account_id', 'varchar(32)', accountId)
+    await createAccountTable(db, 'policies')
       // An app-scoped policy lives and dies with its app.
       .addColumn('app_id', 'varchar(36)', (c) => c.references('apps.id').onDelete('cascade'))
       .addColumn('name', 'text', (c) => c.notNull())
@@ -126,17 +161,14 @@ const access: Migration = {
       // No cascade: a policy still attached to an app cannot be deleted (the API refuses first),
       // because silently dropping a Block policy would widen access.
       .addColumn('policy_id', 'varchar(36)', (c) => c.notNull().references('policies.id'))
-      .addColumn('account_id', 'varchar(32)', accountId)
+      .addColumn('account_id', 'varchar(32)', ownedByAccount)
       .addColumn('precedence', 'integer', (c) => c.notNull())
       .addPrimaryKeyConstraint('app_policies_pk', ['app_id', 'policy_id'])
       .addUniqueConstraint('app_policies_precedence', ['app_id', 'precedence'])
       .execute();
     await db.schema.createIndex('app_policies_policy').on('app_policies').column('policy_id').execute();
 
-    await db.schema
-      .createTable('access_groups')
-      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
-      .addColumn('account_id', 'varchar(32)', accountId)
+    await createAccountTable(db, 'access_groups')
       .addColumn('name', 'text', (c) => c.notNull())
       .addColumn('include', 'text', (c) => c.notNull())
       .addColumn('exclude', 'text', (c) => c.notNull())
@@ -146,10 +178,7 @@ const access: Migration = {
       .addColumn('updated_at', 'text', (c) => c.notNull())
       .execute();
 
-    await db.schema
-      .createTable('api_audit_log')
-      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
-      .addColumn('account_id', 'varchar(32)', accountId)
+    await createAccountTable(db, 'api_audit_log')
       .addColumn('token_id', 'varchar(32)', (c) => c.notNull())
       .addColumn('action', 'text', (c) => c.notNull())
       .addColumn('resource_type', 'text', (c) => c.notNull())
@@ -173,9 +202,6 @@ const access: Migration = {
 // organization settings and tunnel version on the account (API issue, part B).
 const credentialsDirectory: Migration = {
   async up(db: AnyDb) {
-    const accountId = (c: ColumnDefinitionBuilder) =>
-      c.notNull().references('accounts.account_id').onDelete('cascade');
-
     // SQLite's ALTER TABLE adds one column per statement.
     for (const [name, type, value] of [
       ['auto_redirect_to_identity', 'integer', 0],
@@ -194,10 +220,7 @@ const credentialsDirectory: Migration = {
       await db.schema.alterTable('accounts').addColumn(name, 'text').execute();
     }
 
-    await db.schema
-      .createTable('service_tokens')
-      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
-      .addColumn('account_id', 'varchar(32)', accountId)
+    await createAccountTable(db, 'service_tokens')
       .addColumn('name', 'text', (c) => c.notNull())
       .addColumn('client_id', 'varchar(64)', (c) => c.notNull().unique())
       .addColumn('secret_hash', 'varchar(64)', (c) => c.notNull())
@@ -217,10 +240,7 @@ const credentialsDirectory: Migration = {
       .columns(['account_id', 'created_at'])
       .execute();
 
-    await db.schema
-      .createTable('identity_providers')
-      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
-      .addColumn('account_id', 'varchar(32)', accountId)
+    await createAccountTable(db, 'identity_providers')
       .addColumn('name', 'text', (c) => c.notNull())
       .addColumn('type', 'text', (c) => c.notNull())
       .addColumn('config', 'text', (c) => c.notNull())
@@ -229,10 +249,7 @@ const credentialsDirectory: Migration = {
       .addColumn('updated_at', 'text', (c) => c.notNull())
       .execute();
 
-    await db.schema
-      .createTable('users')
-      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
-      .addColumn('account_id', 'varchar(32)', accountId)
+    await createAccountTable(db, 'users')
       .addColumn('email', 'text', (c) => c.notNull())
       .addColumn('name', 'text')
       .addColumn('last_successful_login', 'text')
@@ -242,10 +259,7 @@ const credentialsDirectory: Migration = {
       .addUniqueConstraint('users_account_email', ['account_id', 'email'])
       .execute();
 
-    await db.schema
-      .createTable('access_requests')
-      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
-      .addColumn('account_id', 'varchar(32)', accountId)
+    await createAccountTable(db, 'access_requests')
       .addColumn('created_at', 'text', (c) => c.notNull())
       .addColumn('ray_id', 'text', (c) => c.notNull())
       .addColumn('action', 'text', (c) => c.notNull())
@@ -273,10 +287,7 @@ const credentialsDirectory: Migration = {
       .columns(['account_id', 'user_email'])
       .execute();
 
-    await db.schema
-      .createTable('gateway_lists')
-      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
-      .addColumn('account_id', 'varchar(32)', accountId)
+    await createAccountTable(db, 'gateway_lists')
       .addColumn('name', 'text', (c) => c.notNull())
       .addColumn('type', 'text', (c) => c.notNull())
       .addColumn('description', 'text')
@@ -288,7 +299,7 @@ const credentialsDirectory: Migration = {
       .addColumn('list_id', 'varchar(36)', (c) =>
         c.notNull().references('gateway_lists.id').onDelete('cascade'),
       )
-      .addColumn('account_id', 'varchar(32)', accountId)
+      .addColumn('account_id', 'varchar(32)', ownedByAccount)
       .addColumn('value', 'text', (c) => c.notNull())
       .addColumn('description', 'text')
       .addColumn('created_at', 'text', (c) => c.notNull())
@@ -326,44 +337,9 @@ const credentialsDirectory: Migration = {
 // team domain's CF_Authorization cookie, kept so logout and revocation can end them.
 const login: Migration = {
   async up(db: AnyDb) {
-    const accountId = (c: ColumnDefinitionBuilder) =>
-      c.notNull().references('accounts.account_id').onDelete('cascade');
+    await createLoginFlows(db, 'required');
 
-    await db.schema
-      .createTable('login_flows')
-      .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
-      .addColumn('account_id', 'varchar(32)', accountId)
-      .addColumn('browser_hash', 'varchar(64)', (c) => c.notNull())
-      .addColumn('app_id', 'varchar(36)', (c) => c.notNull())
-      .addColumn('app_host', 'text', (c) => c.notNull())
-      .addColumn('redirect_url', 'text', (c) => c.notNull())
-      .addColumn('meta', 'text')
-      .addColumn('ip', 'text', (c) => c.notNull())
-      .addColumn('idp_id', 'varchar(36)')
-      .addColumn('nonce', 'text')
-      .addColumn('pin_email', 'text')
-      .addColumn('pin_hash', 'varchar(64)')
-      .addColumn('pin_sent_at', 'text')
-      .addColumn('pin_attempts', 'integer', (c) => c.notNull().defaultTo(0))
-      .addColumn('created_at', 'text', (c) => c.notNull())
-      .addColumn('expires_at', 'text', (c) => c.notNull())
-      .addColumn('consumed_at', 'text')
-      .execute();
-    await db.schema
-      .createIndex('login_flows_pin_email')
-      .on('login_flows')
-      .columns(['account_id', 'pin_email', 'pin_sent_at'])
-      .execute();
-    await db.schema
-      .createIndex('login_flows_pin_ip')
-      .on('login_flows')
-      .columns(['account_id', 'ip', 'pin_sent_at'])
-      .execute();
-
-    await db.schema
-      .createTable('login_sessions')
-      .addColumn('id', 'varchar(36)', (c) => c.primaryKey())
-      .addColumn('account_id', 'varchar(32)', accountId)
+    await createAccountTable(db, 'login_sessions')
       .addColumn('user_id', 'varchar(36)', (c) => c.notNull().references('users.id').onDelete('cascade'))
       .addColumn('identity', 'text', (c) => c.notNull())
       .addColumn('identity_nonce', 'varchar(64)', (c) => c.notNull())
@@ -390,9 +366,7 @@ const oidcProvider: Migration = {
   async up(db: AnyDb) {
     await db.schema
       .createTable('oidc_payloads')
-      .addColumn('account_id', 'varchar(32)', (c) =>
-        c.notNull().references('accounts.account_id').onDelete('cascade'),
-      )
+      .addColumn('account_id', 'varchar(32)', ownedByAccount)
       .addColumn('namespace', 'varchar(64)', (c) => c.notNull())
       .addColumn('model', 'varchar(40)', (c) => c.notNull())
       .addColumn('id', 'varchar(64)', (c) => c.notNull())
@@ -427,38 +401,7 @@ const oidcProvider: Migration = {
 const loginTeamReturn: Migration = {
   async up(db: AnyDb) {
     await db.schema.dropTable('login_flows').execute();
-    await db.schema
-      .createTable('login_flows')
-      .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
-      .addColumn('account_id', 'varchar(32)', (c) =>
-        c.notNull().references('accounts.account_id').onDelete('cascade'),
-      )
-      .addColumn('browser_hash', 'varchar(64)', (c) => c.notNull())
-      .addColumn('app_id', 'varchar(36)')
-      .addColumn('app_host', 'text')
-      .addColumn('redirect_url', 'text', (c) => c.notNull())
-      .addColumn('meta', 'text')
-      .addColumn('ip', 'text', (c) => c.notNull())
-      .addColumn('idp_id', 'varchar(36)')
-      .addColumn('nonce', 'text')
-      .addColumn('pin_email', 'text')
-      .addColumn('pin_hash', 'varchar(64)')
-      .addColumn('pin_sent_at', 'text')
-      .addColumn('pin_attempts', 'integer', (c) => c.notNull().defaultTo(0))
-      .addColumn('created_at', 'text', (c) => c.notNull())
-      .addColumn('expires_at', 'text', (c) => c.notNull())
-      .addColumn('consumed_at', 'text')
-      .execute();
-    for (const [name, column] of [
-      ['login_flows_pin_email', 'pin_email'],
-      ['login_flows_pin_ip', 'ip'],
-    ] as const) {
-      await db.schema
-        .createIndex(name)
-        .on('login_flows')
-        .columns(['account_id', column, 'pin_sent_at'])
-        .execute();
-    }
+    await createLoginFlows(db, 'optional');
   },
   async down(db: AnyDb) {
     // Back to 0004's tables, empty: logins in progress restart and everyone signs in again.
@@ -485,6 +428,16 @@ const changeVersions: Migration = {
   },
 };
 
+// Issue 3: the explanation of each logged decision (src/policy/audit-trace.ts), as JSON.
+const accessRequestPolicyTrace: Migration = {
+  async up(db: AnyDb) {
+    await db.schema.alterTable('access_requests').addColumn('policy_trace', 'text').execute();
+  },
+  async down(db: AnyDb) {
+    await db.schema.alterTable('access_requests').dropColumn('policy_trace').execute();
+  },
+};
+
 /** All migrations, in order. Later issues add entries here: `'0003_<name>': …`. */
 export const migrations: Record<string, Migration> = {
   '0001_foundation': foundation,
@@ -494,6 +447,7 @@ export const migrations: Record<string, Migration> = {
   '0005_oidc_provider': oidcProvider,
   '0006_login_team_return': loginTeamReturn,
   '0007_change_versions': changeVersions,
+  '0008_access_request_policy_trace': accessRequestPolicyTrace,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -194,6 +194,8 @@ export interface AccessRequestsTable {
   idp_id: string | null;
   non_identity: number;
   service_token_id: string | null;
+  /** JSON: the decision's compact explanation (src/policy/audit-trace.ts); null when none was made. */
+  policy_trace: string | null;
 }
 
 /** Zero Trust lists (`/gateway/lists`) of emails or IP ranges, named by `email_list`/`ip_list` rules. */

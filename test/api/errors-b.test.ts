@@ -10,7 +10,7 @@ import { sha256Hex } from '../../src/keys/secrets.ts';
 import { verifyServiceTokenSecret } from '../../src/keys/service-token-secrets.ts';
 import { createTestDatabase, databaseKinds } from '../support/databases.ts';
 import { startTestGateway } from '../support/gateway.ts';
-import { type ApiResponse, startTestApi, type TestApi } from './support.ts';
+import { type ApiResponse, rowCounts, startTestApi, type TestApi } from './support.ts';
 
 const UNKNOWN = '00000000-0000-4000-8000-000000000000';
 
@@ -19,6 +19,18 @@ function expectError(response: ApiResponse, status: number, message: RegExp) {
   expect(response.body).toMatchObject({ success: false, result: null });
   expect(response.body.errors).toHaveLength(1);
   expect(response.body.errors[0].message).toMatch(message);
+}
+
+/** An `oidc` identity provider body, valid but for `config` changes (undefined: not sent). */
+function oidcIdp(config: Record<string, string | undefined>) {
+  const valid = {
+    client_id: 'a',
+    client_secret: 'b',
+    auth_url: 'https://i.example/a',
+    token_url: 'https://i.example/t',
+    certs_url: 'https://i.example/k',
+  };
+  return { name: 'SSO', type: 'oidc', config: { ...valid, ...config } };
 }
 
 describe.each(databaseKinds)('part B errors (%s)', (kind) => {
@@ -35,18 +47,7 @@ describe.each(databaseKinds)('part B errors (%s)', (kind) => {
     'ingress_rules',
     'api_audit_log',
   ] as const;
-  const counts = async () => {
-    const db = api.gateway.gateway.store.db;
-    const result: Record<string, number> = {};
-    for (const table of TABLES) {
-      const row = await db
-        .selectFrom(table)
-        .select((eb) => eb.fn.countAll().as('n'))
-        .executeTakeFirstOrThrow();
-      result[table] = Number(row.n);
-    }
-    return result;
-  };
+  const counts = () => rowCounts(api, TABLES);
   const call = (method: string, url: string, json?: unknown) =>
     api.request(method, `${base}${url}`, { token, ...(json !== undefined && { json }) });
 
@@ -132,17 +133,7 @@ describe.each(databaseKinds)('part B errors (%s)', (kind) => {
       'oidc idp with a relative URL',
       'POST',
       '/access/identity_providers',
-      {
-        name: 'SSO',
-        type: 'oidc',
-        config: {
-          client_id: 'a',
-          client_secret: 'b',
-          auth_url: '/authorize',
-          token_url: 'https://i.example/t',
-          certs_url: 'https://i.example/k',
-        },
-      },
+      oidcIdp({ auth_url: '/authorize' }),
       400,
       /config.auth_url: expected an absolute http\(s\) URL/,
     ],
@@ -150,17 +141,7 @@ describe.each(databaseKinds)('part B errors (%s)', (kind) => {
       'oidc idp with a javascript URL',
       'POST',
       '/access/identity_providers',
-      {
-        name: 'SSO',
-        type: 'oidc',
-        config: {
-          client_id: 'a',
-          client_secret: 'b',
-          auth_url: 'javascript:alert(1)',
-          token_url: 'https://i.example/t',
-          certs_url: 'https://i.example/k',
-        },
-      },
+      oidcIdp({ auth_url: 'javascript:alert(1)' }),
       400,
       /config.auth_url/,
     ],
@@ -168,16 +149,7 @@ describe.each(databaseKinds)('part B errors (%s)', (kind) => {
       'oidc idp without secret',
       'POST',
       '/access/identity_providers',
-      {
-        name: 'SSO',
-        type: 'oidc',
-        config: {
-          client_id: 'a',
-          auth_url: 'https://i.example/a',
-          token_url: 'https://i.example/t',
-          certs_url: 'https://i.example/k',
-        },
-      },
+      oidcIdp({ client_secret: undefined }),
       400,
       /config.client_secret: required/,
     ],

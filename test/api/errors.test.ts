@@ -5,7 +5,14 @@ import { createApiToken } from '../../src/api/api-tokens.ts';
 import { openStore } from '../../src/gateway.ts';
 import { createTestDatabase, databaseKinds } from '../support/databases.ts';
 import { startTestGateway } from '../support/gateway.ts';
-import { type ApiResponse, saasApp, selfHostedApp, startTestApi, type TestApi } from './support.ts';
+import {
+  type ApiResponse,
+  rowCounts,
+  saasApp,
+  selfHostedApp,
+  startTestApi,
+  type TestApi,
+} from './support.ts';
 
 function expectError(response: ApiResponse, status: number, code: number, message?: RegExp) {
   expect(response.status).toBe(status);
@@ -20,18 +27,7 @@ describe.each(databaseKinds)('management API errors (%s)', (kind) => {
   let linked: { saasId: string; wikiId: string; policyId: string };
 
   /** Row counts of every Access table: compared before and after failing requests. */
-  const counts = async () => {
-    const db = api.gateway.gateway.store.db;
-    const result: Record<string, number> = {};
-    for (const table of ['apps', 'policies', 'app_policies', 'access_groups', 'api_audit_log'] as const) {
-      const row = await db
-        .selectFrom(table)
-        .select((eb) => eb.fn.countAll().as('n'))
-        .executeTakeFirstOrThrow();
-      result[table] = Number(row.n);
-    }
-    return result;
-  };
+  const counts = () => rowCounts(api, ['apps', 'policies', 'app_policies', 'access_groups', 'api_audit_log']);
 
   beforeAll(async () => {
     api = await startTestApi(kind);

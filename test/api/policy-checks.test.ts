@@ -233,22 +233,6 @@ describe.each(databaseKinds)('policy checks (%s)', (kind) => {
         { name: 'g', include: [{ common_name: { common_name: 'svc' } }] },
         'common_name',
       ],
-      [
-        policies,
-        {
-          name: 'p',
-          decision: 'allow',
-          include: [
-            {
-              external_evaluation: {
-                evaluate_url: 'https://eval.example.com/',
-                keys_url: 'https://eval.example.com/keys',
-              },
-            },
-          ],
-        },
-        'external_evaluation',
-      ],
     ] as const;
     for (const [url, json, selector] of cases) {
       const response = await api.request('POST', url, { json });

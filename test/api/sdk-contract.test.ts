@@ -78,6 +78,10 @@ describe.each(databaseKinds)('management API with the cloudflare SDK (%s)', (kin
     // Nothing else changed: the PUT carried every field of the GET.
     expect({ ...after, policies: [], updated_at: '' }).toEqual({ ...current, policies: [], updated_at: '' });
     expect(await access.policies.get(policy.id!, { account_id })).toMatchObject({ app_count: 1 });
+    // The list counts the apps of each policy on its page the same way.
+    const policies: { id?: string; app_count?: number }[] = [];
+    for await (const reusable of access.policies.list({ account_id })) policies.push(reusable);
+    expect(policies.find((reusable) => reusable.id === policy.id)).toMatchObject({ app_count: 1 });
   });
 
   test('PUT is a full replace: omitted fields return to their defaults, aud stays', async () => {

@@ -3,6 +3,7 @@
 import Cloudflare from 'cloudflare';
 import { createApiToken } from '../../src/api/api-tokens.ts';
 import type { PermissionGroup } from '../../src/api/permissions.ts';
+import type { Database } from '../../src/store/schema.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 
 export interface ApiResponse {
@@ -65,6 +66,23 @@ export async function startTestApi(kind: 'sqlite' | 'postgres'): Promise<TestApi
     },
     close: () => gateway.close(),
   };
+}
+
+/** Row counts of `tables`, compared before and after failing requests: nothing may be written. */
+export async function rowCounts(
+  api: TestApi,
+  tables: readonly (keyof Database)[],
+): Promise<Record<string, number>> {
+  const db = api.gateway.gateway.store.db;
+  const result: Record<string, number> = {};
+  for (const table of tables) {
+    const row = await db
+      .selectFrom(table)
+      .select((eb) => eb.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow();
+    result[table] = Number(row.n);
+  }
+  return result;
 }
 
 /** A self-hosted app body with the given hostname. */

@@ -5,9 +5,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyJwt } from '../../src/keys/jwt.ts';
+import { Browser } from '../support/browser.ts';
 import { freePort } from '../support/ports.ts';
-import { appSession, Browser, type LoginHarness, routeHost, startLoginHarness } from './support.ts';
+import {
+  accessLog,
+  appSession,
+  createSelfHostedApp,
+  type LoginHarness,
+  routeHost,
+  startLoginHarness,
+  verifyHandOff,
+} from './support.ts';
 
 interface FakeUser {
   login: string;
@@ -144,24 +152,19 @@ beforeAll(async () => {
   });
   expect(idp.status).toBe(201);
   githubIdp = idp.body.result.id;
-  const app = await h.api('POST', '/apps', {
-    type: 'self_hosted',
-    name: 'Code',
-    domain: 'code.localhost',
-    allowed_idps: [githubIdp],
-    auto_redirect_to_identity: true,
-    policies: [
-      {
-        name: 'acme platform team',
-        decision: 'allow',
-        include: [
-          { 'github-organization': { name: 'acme', team: 'platform', identity_provider_id: githubIdp } },
-        ],
-      },
-    ],
-  });
-  expect(app.status).toBe(201);
-  aud = app.body.result.aud;
+  const platformTeam = {
+    name: 'acme platform team',
+    decision: 'allow',
+    include: [{ 'github-organization': { name: 'acme', team: 'platform', identity_provider_id: githubIdp } }],
+  };
+  aud = (
+    await createSelfHostedApp(h, 'code.localhost', {
+      name: 'Code',
+      allowed_idps: [githubIdp],
+      auto_redirect_to_identity: true,
+      policies: [platformTeam],
+    })
+  ).aud;
   await routeHost(h, 'code.localhost', `http://127.0.0.1:${originPort}`);
 
   const primary = (email: string, verified = true) => [
@@ -238,10 +241,7 @@ describe('GitHub login', () => {
     expect(done.status).toBe(302);
     const handOff = new URL(done.location!);
     expect(handOff.host).toBe(host);
-    const { payload } = await verifyJwt(h.gateway.gateway.keys, handOff.searchParams.get('token')!, {
-      issuer: h.url,
-      audience: aud,
-    });
+    const { payload } = await verifyHandOff(h, handOff, aud);
     expect(payload.email).toBe('octo@example.com');
     const identity = JSON.parse((await browser.request(`${h.url}/cdn-cgi/access/get-identity`)).text);
     expect(identity).toMatchObject({
@@ -264,11 +264,7 @@ describe('GitHub login', () => {
     const blocked = await browser.request(callback);
     expect(blocked.status).toBe(403);
     expect(blocked.location).toBeNull();
-    const rows = await h.gateway.gateway.store.db
-      .selectFrom('access_requests')
-      .selectAll()
-      .where('user_email', '=', 'out@example.com')
-      .execute();
+    const rows = await accessLog(h, 'out@example.com');
     expect(rows).toMatchObject([{ action: 'login', allowed: 0, connection: 'github', idp_id: githubIdp }]);
   });
 

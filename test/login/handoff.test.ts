@@ -3,9 +3,17 @@
 // (src/keys/app-session.ts). Each attack on it is refused.
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Browser } from '../support/browser.ts';
 import { databaseKinds } from '../support/databases.ts';
 import { freePort } from '../support/ports.ts';
-import { Browser, formField, type LoginHarness, routeHost, startLoginHarness } from './support.ts';
+import {
+  createPinIdp,
+  createSelfHostedApp,
+  formField,
+  type LoginHarness,
+  routeHost,
+  startLoginHarness,
+} from './support.ts';
 
 let h: LoginHarness;
 let pinIdp: string;
@@ -19,17 +27,8 @@ describe.each(databaseKinds)('%s', (kind) => {
     await new Promise<void>((resolve) => origin.listen(originPort, '127.0.0.1', resolve));
     h = await startLoginHarness({ server: { kind } });
     host = `wiki.localhost:${h.port}`;
-    const idp = await h.api('POST', '/identity_providers', { name: 'PIN', type: 'onetimepin', config: {} });
-    pinIdp = idp.body.result.id;
-    const app = await h.api('POST', '/apps', {
-      type: 'self_hosted',
-      name: 'Wiki',
-      domain: 'wiki.localhost',
-      policies: [
-        { name: 'staff', decision: 'allow', include: [{ email_domain: { domain: 'example.com' } }] },
-      ],
-    });
-    expect(app.status).toBe(201);
+    pinIdp = await createPinIdp(h);
+    await createSelfHostedApp(h, 'wiki.localhost', { name: 'Wiki' });
     await routeHost(h, 'wiki.localhost', `http://127.0.0.1:${originPort}`);
   });
   afterAll(async () => {

@@ -4,11 +4,18 @@
 // (`/oauth2/<server>`) are, signs ID tokens with `iss` = that path; the login accepts them (the
 // auth_url's origin alone would not match).
 import http from 'node:http';
-import Provider from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issuerCandidates } from '../../src/identity/oidc-issuer.ts';
+import { Browser } from '../support/browser.ts';
 import { freePort } from '../support/ports.ts';
-import { appSession, Browser, driveUpstream, type LoginHarness, startLoginHarness } from './support.ts';
+import {
+  appSession,
+  createSelfHostedApp,
+  driveUpstream,
+  type LoginHarness,
+  startLoginHarness,
+  upstreamProvider,
+} from './support.ts';
 
 let h: LoginHarness;
 let idpServer: http.Server;
@@ -19,25 +26,11 @@ beforeAll(async () => {
   h = await startLoginHarness();
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  const providers = MOUNTS.map(
-    (mount) =>
-      new Provider(`${base}${mount}`, {
-        clients: [
-          {
-            client_id: 'gatehouse',
-            client_secret: 'upstream-secret',
-            redirect_uris: [`${h.url}/cdn-cgi/access/callback`],
-            token_endpoint_auth_method: 'client_secret_post',
-          },
-        ],
-        pkce: { required: () => true },
-        conformIdTokenClaims: false,
-        claims: { openid: ['sub'], email: ['email', 'email_verified'] },
-        findAccount: async (_ctx: unknown, id: string) => ({
-          accountId: id,
-          claims: async () => ({ sub: id, email: `${id}@example.com`, email_verified: true }),
-        }),
-      }),
+  const providers = MOUNTS.map((mount) =>
+    upstreamProvider(h, `${base}${mount}`, {
+      claims: { openid: ['sub'], email: ['email', 'email_verified'] },
+      claimsOf: () => ({ email_verified: true }),
+    }),
   );
   // Each provider under its path, as behind a reverse proxy: oidc-provider reads its mount
   // path from `originalUrl`.
@@ -73,17 +66,14 @@ async function appFor(name: string, endpoints: { auth: string; token: string; ce
   });
   expect(idp.status).toBe(201);
   const domain = `${name}.localhost`;
-  const app = await h.api('POST', '/apps', {
-    type: 'self_hosted',
+  const { aud } = await createSelfHostedApp(h, domain, {
     name,
-    domain,
     auto_redirect_to_identity: true,
     allowed_idps: [idp.body.result.id],
     policies: [{ name: 'all', decision: 'allow', include: [{ everyone: {} }] }],
   });
-  expect(app.status).toBe(201);
   await h.gateway.gateway.snapshot.refresh();
-  return { aud: app.body.result.aud as string, host: `${domain}:${h.port}` };
+  return { aud, host: `${domain}:${h.port}` };
 }
 
 async function login(target: { aud: string; host: string }) {

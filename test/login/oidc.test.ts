@@ -2,18 +2,19 @@
 // PKCE, state and nonce; then the attacks on the callback, each refused.
 
 import http from 'node:http';
-import Provider from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyJwt } from '../../src/keys/jwt.ts';
+import { Browser } from '../support/browser.ts';
 import { freePort } from '../support/ports.ts';
 import {
   appSession,
-  Browser,
+  createSelfHostedApp,
   driveUpstream,
   formField,
   type LoginHarness,
   routeHost,
   startLoginHarness,
+  upstreamProvider,
+  verifyHandOff,
 } from './support.ts';
 
 let h: LoginHarness;
@@ -35,27 +36,11 @@ beforeAll(async () => {
   host = `wiki.localhost:${h.port}`;
   const port = await freePort();
   issuer = `http://127.0.0.1:${port}`;
-  const provider = new Provider(issuer, {
-    clients: [
-      {
-        client_id: 'gatehouse',
-        client_secret: 'upstream-secret',
-        redirect_uris: [`${h.url}/cdn-cgi/access/callback`],
-        token_endpoint_auth_method: 'client_secret_post',
-      },
-    ],
-    pkce: { required: () => true },
-    // Cloudflare reads the email from the ID token (`email_claim_name`), not from userinfo.
-    conformIdTokenClaims: false,
+  const provider = upstreamProvider(h, issuer, {
     claims: { openid: ['sub'], email: ['email', 'email_verified'], groups: ['groups'] },
-    findAccount: async (_ctx: unknown, id: string) => ({
-      accountId: id,
-      claims: async () => ({
-        sub: id,
-        email: `${id}@example.com`,
-        email_verified: verified.get(id) ?? true,
-        groups: id === 'olivia' ? ['staff', 'eng'] : ['staff'],
-      }),
+    claimsOf: (id) => ({
+      email_verified: verified.get(id) ?? true,
+      groups: id === 'olivia' ? ['staff', 'eng'] : ['staff'],
     }),
   });
   idpServer = http.createServer(provider.callback());
@@ -75,33 +60,27 @@ beforeAll(async () => {
     },
   });
   expect(idp.status).toBe(201);
-  const app = await h.api('POST', '/apps', {
-    type: 'self_hosted',
-    name: 'Wiki',
-    domain: 'wiki.localhost',
-    auto_redirect_to_identity: true,
-    allowed_idps: [idp.body.result.id],
-    policies: [{ name: 'staff', decision: 'allow', include: [{ email_domain: { domain: 'example.com' } }] }],
-  });
-  expect(app.status).toBe(201);
-  aud = app.body.result.aud;
   idpId = idp.body.result.id;
-  const engineering = await h.api('POST', '/apps', {
-    type: 'self_hosted',
-    name: 'Build',
-    domain: 'build.localhost',
-    auto_redirect_to_identity: true,
-    allowed_idps: [idpId],
-    policies: [
-      {
-        name: 'engineers',
-        decision: 'allow',
-        include: [{ oidc: { claim_name: 'groups', claim_value: 'eng', identity_provider_id: idpId } }],
-      },
-    ],
-  });
-  expect(engineering.status).toBe(201);
-  buildAud = engineering.body.result.aud;
+  aud = (
+    await createSelfHostedApp(h, 'wiki.localhost', {
+      name: 'Wiki',
+      auto_redirect_to_identity: true,
+      allowed_idps: [idpId],
+    })
+  ).aud;
+  const engineers = {
+    name: 'engineers',
+    decision: 'allow',
+    include: [{ oidc: { claim_name: 'groups', claim_value: 'eng', identity_provider_id: idpId } }],
+  };
+  buildAud = (
+    await createSelfHostedApp(h, 'build.localhost', {
+      name: 'Build',
+      auto_redirect_to_identity: true,
+      allowed_idps: [idpId],
+      policies: [engineers],
+    })
+  ).aud;
   origin = http.createServer((req, res) => {
     originSaw.push(String(req.headers['cf-access-authenticated-user-email']));
     res.end('build');
@@ -137,10 +116,7 @@ describe('OIDC upstream login', () => {
     expect(done.status).toBe(302);
     const handOff = new URL(done.location!);
     expect(handOff.host).toBe(host);
-    const { payload } = await verifyJwt(h.gateway.gateway.keys, handOff.searchParams.get('token')!, {
-      issuer: h.url,
-      audience: aud,
-    });
+    const { payload } = await verifyHandOff(h, handOff, aud);
     expect(payload).toMatchObject({ email: 'olivia@example.com', type: 'app' });
   });
 

@@ -4,8 +4,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintJwt } from '../../src/keys/jwt.ts';
 import { type OrgSessions, orgSessions } from '../../src/login/org-session.ts';
+import { Browser } from '../support/browser.ts';
 import { databaseKinds } from '../support/databases.ts';
-import { Browser, formField, type LoginHarness, startLoginHarness } from './support.ts';
+import { accessLog, createPinIdp, formField, type LoginHarness, startLoginHarness } from './support.ts';
 
 let h: LoginHarness;
 let sessions: OrgSessions;
@@ -17,9 +18,7 @@ describe.each(databaseKinds)('%s', (kind) => {
     h = await startLoginHarness({ server: { kind } });
     teamHost = new URL(h.url).host;
     sessions = orgSessions(h.gateway.gateway);
-    const idp = await h.api('POST', '/identity_providers', { name: 'PIN', type: 'onetimepin', config: {} });
-    expect(idp.status).toBe(201);
-    pinIdp = idp.body.result.id;
+    pinIdp = await createPinIdp(h);
   });
   afterAll(() => h.close());
 
@@ -93,11 +92,7 @@ describe.each(databaseKinds)('%s', (kind) => {
       expect(again.status).toBe(302);
       expect(again.location).toBe(`${h.url}/elsewhere?x=1`);
 
-      const log = await h.gateway.gateway.store.db
-        .selectFrom('access_requests')
-        .selectAll()
-        .where('user_email', '=', 'tess@example.com')
-        .execute();
+      const log = await accessLog(h, 'tess@example.com');
       expect(log).toMatchObject([{ action: 'login', allowed: 1, connection: 'onetimepin', app_uid: null }]);
 
       await browser.request(`${h.url}/cdn-cgi/access/logout`);

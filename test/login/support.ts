@@ -1,14 +1,16 @@
 // A gateway with the team-domain login, a real SMTP server receiving the PINs, the management
-// API to create apps, policies and identity providers, and a small cookie-keeping HTTP client
-// that behaves like a browser on the wire (no redirects followed unless asked).
+// API to create apps, policies and identity providers, an upstream OpenID Provider, and the
+// steps a browser on the wire (test/support/browser.ts) takes through the login.
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
+import Provider from 'oidc-provider';
 import { SMTPServer } from 'smtp-server';
 import { createApiToken } from '../../src/api/api-tokens.ts';
 import { APP_SESSION_COOKIE, appSessionMeta } from '../../src/keys/app-session.ts';
+import { verifyJwt } from '../../src/keys/jwt.ts';
 import type { LoginOptions } from '../../src/login/plugin.ts';
+import type { Browser } from '../support/browser.ts';
 import { tempDir } from '../support/databases.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { freePort } from '../support/ports.ts';
@@ -93,6 +95,7 @@ export async function startLoginHarness(
       permissions: [
         'Access: Apps and Policies Write',
         'Access: Organizations, Identity Providers, and Groups Write',
+        'Access: Service Tokens Write',
         'Cloudflare Tunnel Write',
       ],
     })
@@ -121,74 +124,36 @@ export async function startLoginHarness(
   };
 }
 
-/** A cookie jar per host and raw requests to the one listener with any Host header. */
-export class Browser {
-  readonly jar = new Map<string, Map<string, string>>();
-  readonly setCookies: string[] = [];
+/** The login tests' usual policy: anyone with an example.com address. */
+export const STAFF_POLICY = {
+  name: 'staff',
+  decision: 'allow',
+  include: [{ email_domain: { domain: 'example.com' } }],
+};
 
-  constructor(private readonly port: number) {}
+/** Creates the account's one-time PIN identity provider; returns its id. */
+export async function createPinIdp(h: LoginHarness): Promise<string> {
+  const created = await h.api('POST', '/identity_providers', { name: 'PIN', type: 'onetimepin', config: {} });
+  if (created.status !== 201) throw new Error(`PIN IdP: ${created.status} ${JSON.stringify(created.body)}`);
+  return created.body.result.id;
+}
 
-  async request(
-    url: string,
-    init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {},
-  ): Promise<{ status: number; headers: Headers; text: string; location: string | null }> {
-    const target = new URL(url);
-    const cookies = this.jar.get(target.host);
-    const headers: Record<string, string> = { accept: 'text/html', host: target.host, ...init.headers };
-    if (cookies && cookies.size > 0 && !init.headers?.cookie) {
-      headers.cookie = [...cookies].map(([name, value]) => `${name}=${value}`).join('; ');
-    }
-    let body: string | undefined;
-    if (init.form) {
-      body = new URLSearchParams(init.form).toString();
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-    }
-    // Hosts other than 127.0.0.1:<port> (app hosts, *.localhost) reach the one listener, with
-    // their Host header (node:http, since fetch may not set Host).
-    const port = target.hostname === '127.0.0.1' ? target.port : this.port;
-    const response = await new Promise<{ status: number; headers: Headers; text: string }>(
-      (resolve, reject) => {
-        const req = http.request(
-          {
-            host: '127.0.0.1',
-            port: Number(port),
-            path: `${target.pathname}${target.search}`,
-            method: init.method ?? (init.form ? 'POST' : 'GET'),
-            headers: { ...headers, ...(body !== undefined && { 'content-length': Buffer.byteLength(body) }) },
-          },
-          (res) => {
-            const chunks: Buffer[] = [];
-            res.on('data', (chunk: Buffer) => chunks.push(chunk));
-            res.on('end', () => {
-              const responseHeaders = new Headers();
-              for (let i = 0; i < res.rawHeaders.length; i += 2)
-                responseHeaders.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
-              resolve({
-                status: res.statusCode ?? 0,
-                headers: responseHeaders,
-                text: Buffer.concat(chunks).toString('utf8'),
-              });
-            });
-            res.on('error', reject);
-          },
-        );
-        req.on('error', reject);
-        req.end(body);
-      },
-    );
-    for (const line of response.headers.getSetCookie()) {
-      this.setCookies.push(line);
-      const [pair] = line.split(';');
-      const index = pair!.indexOf('=');
-      const name = pair!.slice(0, index);
-      const value = pair!.slice(index + 1);
-      const hostJar = this.jar.get(target.host) ?? new Map<string, string>();
-      if (/max-age=0/i.test(line) || value === '') hostJar.delete(name);
-      else hostJar.set(name, value);
-      this.jar.set(target.host, hostJar);
-    }
-    return { ...response, location: response.headers.get('location') };
-  }
+/** Creates a self-hosted app at `domain`, for STAFF_POLICY unless `fields` say otherwise. */
+export async function createSelfHostedApp(
+  h: LoginHarness,
+  domain: string,
+  fields: Record<string, unknown> = {},
+): Promise<{ id: string; aud: string }> {
+  const created = await h.api('POST', '/apps', {
+    type: 'self_hosted',
+    name: domain,
+    domain,
+    policies: [STAFF_POLICY],
+    ...fields,
+  });
+  if (created.status !== 201)
+    throw new Error(`app ${domain}: ${created.status} ${JSON.stringify(created.body)}`);
+  return created.body.result;
 }
 
 /**
@@ -201,6 +166,24 @@ export function appSession(browser: Browser, appHost: string): string {
   jar.set(APP_SESSION_COOKIE, secret);
   browser.jar.set(appHost, jar);
   return appSessionMeta(secret);
+}
+
+/** The authentication log's rows (spec §6) for `email`, in the order they were written. */
+export function accessLog(h: LoginHarness, email: string) {
+  return h.gateway.gateway.store.db
+    .selectFrom('access_requests')
+    .selectAll()
+    .where('user_email', '=', email)
+    .execute();
+}
+
+/** The app token a hand-off URL carries, verified as the team domain's (for app `aud` if given). */
+export function verifyHandOff(h: LoginHarness, handOff: string | URL, aud?: string) {
+  const token = new URL(handOff).searchParams.get('token') ?? '';
+  return verifyJwt(h.gateway.gateway.keys, token, {
+    issuer: h.url,
+    ...(aud !== undefined && { audience: aud }),
+  });
 }
 
 export function formField(html: string, name: string): string {
@@ -228,6 +211,36 @@ export async function routeHost(h: LoginHarness, hostname: string, service: stri
   });
   if (put.status !== 200) throw new Error(`ingress: ${put.status} ${JSON.stringify(put.body)}`);
   await h.gateway.gateway.snapshot.refresh();
+}
+
+/**
+ * An upstream OpenID Provider (panva's oidc-provider) at `issuer` whose one client is the
+ * team domain's generic `oidc` IdP (client `gatehouse`, secret `upstream-secret`, PKCE); each
+ * account `id` signs in as `id@example.com` with the claims `claimsOf(id)` adds.
+ */
+export function upstreamProvider(
+  h: LoginHarness,
+  issuer: string,
+  options: { claims: Record<string, string[]>; claimsOf(id: string): Record<string, unknown> },
+): Provider {
+  return new Provider(issuer, {
+    clients: [
+      {
+        client_id: 'gatehouse',
+        client_secret: 'upstream-secret',
+        redirect_uris: [`${h.url}/cdn-cgi/access/callback`],
+        token_endpoint_auth_method: 'client_secret_post',
+      },
+    ],
+    pkce: { required: () => true },
+    // Cloudflare reads the email from the ID token (`email_claim_name`), not from userinfo.
+    conformIdTokenClaims: false,
+    claims: options.claims,
+    findAccount: async (_ctx: unknown, id: string) => ({
+      accountId: id,
+      claims: async () => ({ sub: id, email: `${id}@example.com`, ...options.claimsOf(id) }),
+    }),
+  });
 }
 
 /**

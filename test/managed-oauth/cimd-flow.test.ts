@@ -7,16 +7,16 @@ import { createHash, randomBytes } from 'node:crypto';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LoginHarness, startLoginHarness } from '../login/support.ts';
+import { createPinIdp, createSelfHostedApp, type LoginHarness, startLoginHarness } from '../login/support.ts';
+import { Browser } from '../support/browser.ts';
+import { TestOAuthProvider } from '../support/oauth-provider.ts';
 import {
   connectWithOAuth,
-  HostBrowser,
   loopbackFetch,
   type McpFixture,
   REDIRECT_URI,
   scriptedBrowser,
   startMcpFixture,
-  TestOAuthProvider,
 } from './support.ts';
 import { selfSignedCertificate } from './tls.ts';
 
@@ -86,12 +86,9 @@ beforeAll(async () => {
   mcpHost = `mcp.localhost:${h.port}`;
   local = loopbackFetch();
   fixture = await startMcpFixture(h.url, () => mcpAud);
-  idp = (await h.api('POST', '/identity_providers', { name: 'PIN', type: 'onetimepin', config: {} })).body
-    .result.id;
-  const mcp = await h.api('POST', '/apps', {
-    type: 'self_hosted',
+  idp = await createPinIdp(h);
+  const mcp = await createSelfHostedApp(h, 'mcp.localhost', {
     name: 'MCP server',
-    domain: 'mcp.localhost',
     policies: [{ name: 'alice', decision: 'allow', include: [{ email: { email: 'alice@example.com' } }] }],
     // Registration off: documents are the only way in, with the app's redirect allow-list.
     oauth_configuration: {
@@ -99,8 +96,7 @@ beforeAll(async () => {
       dynamic_client_registration: { enabled: false, allow_any_on_loopback: true },
     },
   });
-  expect(mcp.status).toBe(201);
-  mcpAud = mcp.body.result.aud;
+  mcpAud = mcp.aud;
   await h.gateway.gateway.repos.ingress.replace(h.gateway.gateway.account.accountId, [
     { hostname: 'mcp.localhost', service: `http://127.0.0.1:${fixture.port}` },
     { service: 'http_status:404' },
@@ -122,11 +118,11 @@ describe('client ID metadata documents through the gateway', () => {
     const response = await local.fetch(`http://${mcpHost}/.well-known/oauth-authorization-server`);
     const metadata = (await response.json()) as Record<string, unknown>;
     expect(metadata.registration_endpoint).toBeUndefined();
-    const provider = new TestOAuthProvider(
-      scriptedBrowser(h, idp, 'alice@example.com', local.fetch),
-      [REDIRECT_URI],
-      docUrl('/client.json'),
-    );
+    const provider = new TestOAuthProvider({
+      browse: scriptedBrowser(h, idp, 'alice@example.com'),
+      redirectUris: [REDIRECT_URI],
+      clientMetadataUrl: docUrl('/client.json'),
+    });
     const client = await connectWithOAuth(new URL(`http://${mcpHost}/mcp`), provider, local.fetch);
     expect(provider.client?.client_id).toBe(docUrl('/client.json'));
     expect(provider.callback?.searchParams.get('iss')).toBe(issuer);
@@ -149,7 +145,7 @@ describe('client ID metadata documents through the gateway', () => {
         code_challenge_method: 'S256',
         state: 's',
       }).toString();
-      return new HostBrowser(local.fetch).request(url.href);
+      return new Browser(h.port).request(url.href);
     };
     for (const path of [
       '/large.json',

@@ -1,22 +1,19 @@
 // A tiny MCP server on the MCP SDK behind Gatehouse (it trusts only a verified
-// Cf-Access-Jwt-Assertion), an MCP SDK client with an in-memory OAuthClientProvider whose
-// "browser" is scripted through the team-domain one-time-PIN login, and a fetch that reaches
-// `*.localhost` app hosts on the one listener (Node's resolver may not know them).
+// Cf-Access-Jwt-Assertion), an MCP SDK client with an in-memory OAuthClientProvider
+// (test/support/oauth-provider.ts) whose "browser" (test/support/browser.ts) is scripted
+// through the team-domain one-time-PIN login, and a fetch that reaches `*.localhost` app hosts
+// on the one listener (Node's resolver may not know them).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import type {
-  OAuthClientInformationMixed,
-  OAuthClientMetadata,
-  OAuthTokens,
-} from '@modelcontextprotocol/sdk/shared/auth.js';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { formField, type LoginHarness } from '../login/support.ts';
+import { Browser } from '../support/browser.ts';
+import type { TestOAuthProvider } from '../support/oauth-provider.ts';
 
 export interface McpFixture {
   port: number;
@@ -86,106 +83,13 @@ export function loopbackFetch(): { fetch: typeof fetch; close(): Promise<void> }
 
 export const REDIRECT_URI = 'http://127.0.0.1:33418/callback';
 
-/** An in-memory OAuthClientProvider; its "browser" is a function that returns the code. */
-export class TestOAuthProvider implements OAuthClientProvider {
-  client: OAuthClientInformationMixed | undefined;
-  saved: OAuthTokens | undefined;
-  verifier = '';
-  /** The `code` (or error) from the last authorization, and the callback URL it came back on. */
-  callback: URL | null = null;
-  authorizationUrls: URL[] = [];
-
-  constructor(
-    private readonly browse: (url: URL) => Promise<URL>,
-    private readonly redirectUris: string[] = [REDIRECT_URI],
-    readonly clientMetadataUrl?: string,
-  ) {}
-
-  get redirectUrl() {
-    return this.redirectUris[0]!;
-  }
-  get clientMetadata(): OAuthClientMetadata {
-    return {
-      client_name: 'Gatehouse test MCP client',
-      redirect_uris: this.redirectUris,
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-    };
-  }
-  clientInformation() {
-    return this.client;
-  }
-  saveClientInformation(info: OAuthClientInformationMixed) {
-    this.client = info;
-  }
-  tokens() {
-    return this.saved;
-  }
-  saveTokens(tokens: OAuthTokens) {
-    this.saved = tokens;
-  }
-  async redirectToAuthorization(url: URL) {
-    this.authorizationUrls.push(url);
-    this.callback = await this.browse(url);
-  }
-  saveCodeVerifier(verifier: string) {
-    this.verifier = verifier;
-  }
-  codeVerifier() {
-    return this.verifier;
-  }
-}
-
-/**
- * A browser on the wire for app hosts and the team domain alike: a cookie jar per host and no
- * redirects followed. (test/login/support.ts's Browser sets a Host header, which Node's global
- * fetch silently replaces, so it only reaches the team domain; this one keeps the URL's host and
- * connects to loopback instead.)
- */
-export class HostBrowser {
-  private readonly jar = new Map<string, Map<string, string>>();
-
-  constructor(private readonly fetchFn: typeof fetch) {}
-
-  async request(url: string, form?: Record<string, string>) {
-    const target = new URL(url);
-    const headers: Record<string, string> = { accept: 'text/html' };
-    const cookies = this.jar.get(target.host);
-    if (cookies?.size) headers.cookie = [...cookies].map(([name, value]) => `${name}=${value}`).join('; ');
-    if (form) headers['content-type'] = 'application/x-www-form-urlencoded';
-    const response = await this.fetchFn(url, {
-      method: form ? 'POST' : 'GET',
-      headers,
-      ...(form && { body: new URLSearchParams(form).toString() }),
-      redirect: 'manual',
-    });
-    const hostJar = this.jar.get(target.host) ?? new Map<string, string>();
-    for (const line of response.headers.getSetCookie()) {
-      const pair = line.split(';')[0]!;
-      const index = pair.indexOf('=');
-      const name = pair.slice(0, index);
-      const value = pair.slice(index + 1);
-      if (/max-age=0/i.test(line) || value === '') hostJar.delete(name);
-      else hostJar.set(name, value);
-    }
-    this.jar.set(target.host, hostJar);
-    const location = response.headers.get('location');
-    return {
-      status: response.status,
-      text: await response.text(),
-      location: location && new URL(location, url).href,
-    };
-  }
-}
-
 /**
  * Plays the user's browser from the authorization URL to the client's redirect URI: follows
  * redirects across the app host and the team domain, and signs in with a PIN when the login asks.
  */
-export function scriptedBrowser(h: LoginHarness, idp: string, email: string, fetchFn: typeof fetch) {
+export function scriptedBrowser(h: LoginHarness, idp: string, email: string) {
   return async (start: URL): Promise<URL> => {
-    const browser = new HostBrowser(fetchFn);
+    const browser = new Browser(h.port);
     const callback = new URL(REDIRECT_URI).origin;
     let url = start.href;
     for (let step = 0; step < 20; step++) {
@@ -197,17 +101,19 @@ export function scriptedBrowser(h: LoginHarness, idp: string, email: string, fet
       }
       const page = await browser.request(url);
       if (page.status >= 300 && page.status < 400 && page.location) {
-        url = page.location;
+        url = new URL(page.location, url).href;
         continue;
       }
       if (page.status === 200 && page.text.includes('name="idp"')) {
         const flow = formField(page.text, 'flow');
-        await browser.request(`${h.url}/cdn-cgi/access/idp`, { flow, idp });
+        await browser.request(`${h.url}/cdn-cgi/access/idp`, { form: { flow, idp } });
         const pin = h.mailbox.nextPin(email);
-        await browser.request(`${h.url}/cdn-cgi/access/otp`, { flow, email });
-        const done = await browser.request(`${h.url}/cdn-cgi/access/otp/verify`, { flow, pin: await pin });
+        await browser.request(`${h.url}/cdn-cgi/access/otp`, { form: { flow, email } });
+        const done = await browser.request(`${h.url}/cdn-cgi/access/otp/verify`, {
+          form: { flow, pin: await pin },
+        });
         if (!done.location) throw new Error(`PIN login answered ${done.status}: ${done.text.slice(0, 300)}`);
-        url = done.location;
+        url = new URL(done.location, url).href;
         continue;
       }
       throw new Error(`browser stopped at ${url}: ${page.status} ${page.text.slice(0, 300)}`);

@@ -7,7 +7,7 @@ import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyJwt } from '../../src/keys/jwt.ts';
 import { TokenVerifier } from '../../src/proxy/tokens.ts';
-import { Browser } from '../login/support.ts';
+import { Browser } from '../support/browser.ts';
 import { startTestGateway } from '../support/gateway.ts';
 import {
   authorize,

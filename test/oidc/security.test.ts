@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Browser } from '../login/support.ts';
+import { Browser } from '../support/browser.ts';
 import {
   authorize,
   discover,

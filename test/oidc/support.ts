@@ -3,7 +3,14 @@
 // mailed to a real SMTP server) → back to the interaction → the client's redirect URI.
 import * as oidc from 'openid-client';
 import { expect } from 'vitest';
-import { Browser, formField, type LoginHarness, startLoginHarness } from '../login/support.ts';
+import {
+  createPinIdp,
+  formField,
+  type LoginHarness,
+  STAFF_POLICY,
+  startLoginHarness,
+} from '../login/support.ts';
+import { Browser } from '../support/browser.ts';
 import { postgresServerUrl } from '../support/databases.ts';
 
 export interface OidcHarness extends LoginHarness {
@@ -20,19 +27,14 @@ export interface SaasAppJson {
 }
 
 export const REDIRECT_URI = 'https://rp.example.com/callback';
-export const STAFF_POLICY = {
-  name: 'staff',
-  decision: 'allow',
-  include: [{ email_domain: { domain: 'example.com' } }],
-};
+export { STAFF_POLICY };
 
 /** On PostgreSQL when GATEHOUSE_TEST_DATABASE_URL is set (several nodes share that state), else SQLite. */
 export async function startOidcHarness(): Promise<OidcHarness> {
   const h = await startLoginHarness({ server: { kind: postgresServerUrl ? 'postgres' : 'sqlite' } });
-  const idp = await h.api('POST', '/identity_providers', { name: 'PIN', type: 'onetimepin', config: {} });
-  expect(idp.status).toBe(201);
+  const pinIdp = await createPinIdp(h);
   return Object.assign(h, {
-    pinIdp: idp.body.result.id as string,
+    pinIdp,
     async createSaasApp(saasApp: Record<string, unknown>, policies: unknown[] = [STAFF_POLICY]) {
       const created = await h.api('POST', '/apps', {
         type: 'saas',

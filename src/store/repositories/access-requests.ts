@@ -28,6 +28,8 @@ export interface AccessRequestEntry {
   /** Service token, mTLS, IP or linked-token events. */
   nonIdentity?: boolean;
   serviceTokenId?: string | null;
+  /** The policy decision's compact explanation (src/policy/audit-trace.ts), stored as JSON. */
+  policyTrace?: object | null;
 }
 
 export type StoredAccessRequest = Selectable<AccessRequestsTable>;
@@ -89,6 +91,7 @@ export class AccessRequestRepository {
       idp_id: entry.idpId ?? null,
       non_identity: entry.nonIdentity ? 1 : 0,
       service_token_id: entry.serviceTokenId ?? null,
+      policy_trace: entry.policyTrace ? JSON.stringify(entry.policyTrace) : null,
     };
     await this.store.db.insertInto('access_requests').values(row).execute();
     return row;

@@ -1,6 +1,7 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
+import { AccountRows, type Page, type PageWindow, updateAccountRow } from '../account-rows.ts';
 import type { AppsTable, Database } from '../schema.ts';
-import { nowIso, type Store, type Tx, toCount } from '../store.ts';
+import { nowIso, type Store, type Tx } from '../store.ts';
 
 /** Cloudflare's `cors_headers` object [TS: CORSHeaders]. */
 export interface CorsHeaders {
@@ -173,18 +174,14 @@ export function likeMatch(column: string, value: string, exact: boolean) {
   return sql<boolean>`lower(${sql.ref(column)}) like ${likeContains(value, exact)} escape '\\'`;
 }
 
+const accountRows = new AccountRows('apps', toApp);
+
 /** Access applications. Writes take the caller's transaction so the API can add its audit row. */
 export class AppRepository {
   constructor(private readonly store: Store) {}
 
   async get(accountId: string, id: string, db: Kysely<Database> = this.store.db): Promise<StoredApp | null> {
-    const row = await db
-      .selectFrom('apps')
-      .selectAll()
-      .where('account_id', '=', accountId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return row ? toApp(row) : null;
+    return accountRows.get(db, accountId, id);
   }
 
   async getByClientId(clientId: string): Promise<SaasApp | null> {
@@ -198,43 +195,20 @@ export class AppRepository {
 
   /** Every app of the account, oldest first (snapshot, cross-object checks). */
   async listAll(accountId: string, db: Kysely<Database> = this.store.db): Promise<StoredApp[]> {
-    const rows = await db
-      .selectFrom('apps')
-      .selectAll()
-      .where('account_id', '=', accountId)
-      .orderBy('created_at')
-      .orderBy('id')
-      .execute();
-    return rows.map(toApp);
+    return accountRows.listAll(db, accountId);
   }
 
   /** One page of apps matching `filter`, oldest first, and how many match in all. */
-  async list(
-    accountId: string,
-    filter: AppFilter,
-    window: { offset: number; limit: number },
-  ): Promise<{ items: StoredApp[]; total: number }> {
+  async list(accountId: string, filter: AppFilter, window: PageWindow): Promise<Page<StoredApp>> {
     const exact = filter.exact ?? false;
-    let query = this.store.db.selectFrom('apps').where('account_id', '=', accountId);
     const like = (column: 'name' | 'domain', value: string) => likeMatch(column, value, exact);
-    if (filter.name !== undefined) query = query.where(like('name', filter.name));
-    if (filter.domain !== undefined) query = query.where(like('domain', filter.domain));
-    if (filter.aud !== undefined) query = query.where('aud', '=', filter.aud.toLowerCase());
-    if (filter.search !== undefined) {
-      const search = filter.search;
-      query = query.where((eb) => eb.or([like('name', search), like('domain', search)]));
-    }
-    const [rows, count] = await Promise.all([
-      query
-        .selectAll()
-        .orderBy('created_at')
-        .orderBy('id')
-        .offset(window.offset)
-        .limit(window.limit)
-        .execute(),
-      query.select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow(),
+    const { name, domain, aud, search } = filter;
+    return accountRows.page(this.store.db, accountId, window, (eb) => [
+      name !== undefined && like('name', name),
+      domain !== undefined && like('domain', domain),
+      aud !== undefined && eb('aud', '=', aud.toLowerCase()),
+      search !== undefined && eb.or([like('name', search), like('domain', search)]),
     ]);
-    return { items: rows.map(toApp), total: toCount(count.n as string | number) };
   }
 
   async insert(
@@ -267,13 +241,7 @@ export class AppRepository {
    * concurrent full replaces of one app then run one after the other. False when there is no app.
    */
   async lock(tx: Tx, accountId: string, id: string): Promise<boolean> {
-    const result = await tx
-      .updateTable('apps')
-      .set({ updated_at: nowIso() })
-      .where('account_id', '=', accountId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return result.numUpdatedRows > 0n;
+    return updateAccountRow(tx, 'apps', accountId, id, { updated_at: nowIso() });
   }
 
   /** Full replace of name, domain and configuration; id, aud and client credentials stay. */

@@ -1,4 +1,5 @@
 import type { Kysely, Selectable } from 'kysely';
+import { updateAccountRow } from '../account-rows.ts';
 import type { Database, GatewayListItemsTable, GatewayListsTable } from '../schema.ts';
 import { nowIso, type Store, type Tx, toCount } from '../store.ts';
 
@@ -165,17 +166,11 @@ export class GatewayListRepository {
     id: string,
     change: { name?: string; description?: string | null },
   ): Promise<boolean> {
-    const result = await tx
-      .updateTable('gateway_lists')
-      .set({
-        ...(change.name !== undefined && { name: change.name }),
-        ...(change.description !== undefined && { description: change.description }),
-        updated_at: nowIso(),
-      })
-      .where('account_id', '=', accountId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return result.numUpdatedRows > 0n;
+    return updateAccountRow(tx, 'gateway_lists', accountId, id, {
+      ...(change.name !== undefined && { name: change.name }),
+      ...(change.description !== undefined && { description: change.description }),
+      updated_at: nowIso(),
+    });
   }
 
   /** Adds items; an item already in the list keeps its place and takes the new description. */

@@ -1,7 +1,8 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { Rule } from '../../policy/schema.ts';
+import { AccountRows, type Page, type PageWindow } from '../account-rows.ts';
 import type { AccessGroupsTable, Database } from '../schema.ts';
-import { nowIso, type Store, type Tx, toCount } from '../store.ts';
+import { nowIso, type Store, type Tx } from '../store.ts';
 
 export interface GroupContent {
   name: string;
@@ -42,6 +43,8 @@ function contentColumns(content: GroupContent) {
   };
 }
 
+const accountRows = new AccountRows('access_groups', toGroup);
+
 /** Access groups. Writes take the caller's transaction so the API can add its audit row. */
 export class GroupRepository {
   constructor(private readonly store: Store) {}
@@ -51,42 +54,15 @@ export class GroupRepository {
     id: string,
     db: Kysely<Database> = this.store.db,
   ): Promise<StoredGroup | null> {
-    const row = await db
-      .selectFrom('access_groups')
-      .selectAll()
-      .where('account_id', '=', accountId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return row ? toGroup(row) : null;
+    return accountRows.get(db, accountId, id);
   }
 
   async listAll(accountId: string, db: Kysely<Database> = this.store.db): Promise<StoredGroup[]> {
-    const rows = await db
-      .selectFrom('access_groups')
-      .selectAll()
-      .where('account_id', '=', accountId)
-      .orderBy('created_at')
-      .orderBy('id')
-      .execute();
-    return rows.map(toGroup);
+    return accountRows.listAll(db, accountId);
   }
 
-  async list(
-    accountId: string,
-    window: { offset: number; limit: number },
-  ): Promise<{ items: StoredGroup[]; total: number }> {
-    const base = this.store.db.selectFrom('access_groups').where('account_id', '=', accountId);
-    const [rows, count] = await Promise.all([
-      base
-        .selectAll()
-        .orderBy('created_at')
-        .orderBy('id')
-        .offset(window.offset)
-        .limit(window.limit)
-        .execute(),
-      base.select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow(),
-    ]);
-    return { items: rows.map(toGroup), total: toCount(count.n as string | number) };
+  async list(accountId: string, window: PageWindow): Promise<Page<StoredGroup>> {
+    return accountRows.page(this.store.db, accountId, window);
   }
 
   async insert(tx: Tx, group: { id: string; accountId: string }, content: GroupContent): Promise<void> {

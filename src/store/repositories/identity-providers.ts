@@ -1,4 +1,5 @@
 import type { Kysely, Selectable } from 'kysely';
+import { AccountRows, type Page, type PageWindow, updateAccountRow } from '../account-rows.ts';
 import type { Database, IdentityProvidersTable } from '../schema.ts';
 import { nowIso, type Store, type Tx, toCount } from '../store.ts';
 
@@ -40,6 +41,8 @@ function contentColumns(content: IdentityProviderContent) {
   };
 }
 
+const accountRows = new AccountRows('identity_providers', toProvider);
+
 /** Upstream identity providers. Writes take the caller's transaction (audit row). */
 export class IdentityProviderRepository {
   constructor(private readonly store: Store) {}
@@ -49,43 +52,16 @@ export class IdentityProviderRepository {
     id: string,
     db: Kysely<Database> = this.store.db,
   ): Promise<StoredIdentityProvider | null> {
-    const row = await db
-      .selectFrom('identity_providers')
-      .selectAll()
-      .where('account_id', '=', accountId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return row ? toProvider(row) : null;
+    return accountRows.get(db, accountId, id);
   }
 
   /** Every provider of the account, oldest first (the login page lists them). */
   async listAll(accountId: string, db: Kysely<Database> = this.store.db): Promise<StoredIdentityProvider[]> {
-    const rows = await db
-      .selectFrom('identity_providers')
-      .selectAll()
-      .where('account_id', '=', accountId)
-      .orderBy('created_at')
-      .orderBy('id')
-      .execute();
-    return rows.map(toProvider);
+    return accountRows.listAll(db, accountId);
   }
 
-  async list(
-    accountId: string,
-    window: { offset: number; limit: number },
-  ): Promise<{ items: StoredIdentityProvider[]; total: number }> {
-    const base = this.store.db.selectFrom('identity_providers').where('account_id', '=', accountId);
-    const [rows, count] = await Promise.all([
-      base
-        .selectAll()
-        .orderBy('created_at')
-        .orderBy('id')
-        .offset(window.offset)
-        .limit(window.limit)
-        .execute(),
-      base.select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow(),
-    ]);
-    return { items: rows.map(toProvider), total: toCount(count.n as string | number) };
+  async list(accountId: string, window: PageWindow): Promise<Page<StoredIdentityProvider>> {
+    return accountRows.page(this.store.db, accountId, window);
   }
 
   async countOfType(tx: Tx, accountId: string, type: string): Promise<number> {
@@ -121,13 +97,10 @@ export class IdentityProviderRepository {
    * there is no such provider.
    */
   async replace(tx: Tx, accountId: string, id: string, content: IdentityProviderContent): Promise<boolean> {
-    const result = await tx
-      .updateTable('identity_providers')
-      .set({ ...contentColumns(content), updated_at: nowIso() })
-      .where('account_id', '=', accountId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return result.numUpdatedRows > 0n;
+    return updateAccountRow(tx, 'identity_providers', accountId, id, {
+      ...contentColumns(content),
+      updated_at: nowIso(),
+    });
   }
 
   async delete(tx: Tx, accountId: string, id: string): Promise<boolean> {

@@ -1,6 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { Rule } from '../../policy/schema.ts';
 import type { PolicyDecision } from '../../policy/types.ts';
+import { AccountRows, type Page, type PageWindow } from '../account-rows.ts';
 import type { Database, PoliciesTable } from '../schema.ts';
 import { nowIso, type Store, type Tx, toCount } from '../store.ts';
 
@@ -59,6 +60,8 @@ function contentColumns(content: PolicyContent) {
   };
 }
 
+const accountRows = new AccountRows('policies', toPolicy);
+
 /**
  * Access policies (reusable and app-scoped) and the app → policy links with their precedence.
  * Writes take the caller's transaction so the API can add its audit row.
@@ -71,57 +74,37 @@ export class PolicyRepository {
     id: string,
     db: Kysely<Database> = this.store.db,
   ): Promise<StoredPolicy | null> {
-    const row = await db
-      .selectFrom('policies')
-      .selectAll()
-      .where('account_id', '=', accountId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return row ? toPolicy(row) : null;
+    return accountRows.get(db, accountId, id);
   }
 
   /** Every policy of the account, reusable and app-scoped. */
   async listAll(accountId: string, db: Kysely<Database> = this.store.db): Promise<StoredPolicy[]> {
-    const rows = await db
-      .selectFrom('policies')
-      .selectAll()
-      .where('account_id', '=', accountId)
-      .orderBy('created_at')
-      .orderBy('id')
-      .execute();
-    return rows.map(toPolicy);
+    return accountRows.listAll(db, accountId);
   }
 
   /** One page of reusable policies, oldest first, each with how many apps use it. */
   async listReusable(
     accountId: string,
-    window: { offset: number; limit: number },
-  ): Promise<{ items: (StoredPolicy & { appCount: number })[]; total: number }> {
-    const base = this.store.db
-      .selectFrom('policies')
-      .where('account_id', '=', accountId)
-      .where('app_id', 'is', null);
-    const [rows, count] = await Promise.all([
-      base
-        .selectAll('policies')
-        .select((eb) =>
-          eb
-            .selectFrom('app_policies')
-            .whereRef('app_policies.policy_id', '=', 'policies.id')
-            .select(eb.fn.countAll().as('n'))
-            .as('app_count'),
-        )
-        .orderBy('created_at')
-        .orderBy('id')
-        .offset(window.offset)
-        .limit(window.limit)
-        .execute(),
-      base.select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow(),
-    ]);
+    window: PageWindow,
+  ): Promise<Page<StoredPolicy & { appCount: number }>> {
+    const page = await accountRows.page(this.store.db, accountId, window, (eb) => [eb('app_id', 'is', null)]);
+    const appCounts = await this.appCounts(page.items.map((policy) => policy.id));
     return {
-      items: rows.map((row) => ({ ...toPolicy(row), appCount: toCount(row.app_count as string | number) })),
-      total: toCount(count.n as string | number),
+      items: page.items.map((policy) => ({ ...policy, appCount: appCounts.get(policy.id) ?? 0 })),
+      total: page.total,
     };
+  }
+
+  /** How many apps use each of `policyIds` (one page's worth); a policy no app uses is absent. */
+  private async appCounts(policyIds: readonly string[]): Promise<Map<string, number>> {
+    if (policyIds.length === 0) return new Map();
+    const rows = await this.store.db
+      .selectFrom('app_policies')
+      .select((eb) => ['policy_id', eb.fn.countAll().as('n')])
+      .where('policy_id', 'in', policyIds)
+      .groupBy('policy_id')
+      .execute();
+    return new Map(rows.map((row) => [row.policy_id, toCount(row.n as string | number)]));
   }
 
   /** The policies app `appId` uses, in ascending precedence. */

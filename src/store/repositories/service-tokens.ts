@@ -1,6 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
+import { AccountRows, type Page, type PageWindow, updateAccountRow } from '../account-rows.ts';
 import type { Database, ServiceTokensTable } from '../schema.ts';
-import { nowIso, type Store, type Tx, toCount } from '../store.ts';
+import { nowIso, type Store, type Tx } from '../store.ts';
 import { likeMatch } from './apps.ts';
 
 export interface StoredServiceToken {
@@ -47,6 +48,8 @@ function toServiceToken(row: Selectable<ServiceTokensTable>): StoredServiceToken
   };
 }
 
+const accountRows = new AccountRows('service_tokens', toServiceToken);
+
 /** Access service tokens. Writes take the caller's transaction so the API can add its audit row. */
 export class ServiceTokenRepository {
   constructor(private readonly store: Store) {}
@@ -56,13 +59,7 @@ export class ServiceTokenRepository {
     id: string,
     db: Kysely<Database> = this.store.db,
   ): Promise<StoredServiceToken | null> {
-    const row = await db
-      .selectFrom('service_tokens')
-      .selectAll()
-      .where('account_id', '=', accountId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return row ? toServiceToken(row) : null;
+    return accountRows.get(db, accountId, id);
   }
 
   /** The token a `CF-Access-Client-Id` names (client ids are unique across accounts). */
@@ -77,41 +74,21 @@ export class ServiceTokenRepository {
 
   /** Every token of the account (configuration snapshot). */
   async listAll(accountId: string, db: Kysely<Database> = this.store.db): Promise<StoredServiceToken[]> {
-    const rows = await db
-      .selectFrom('service_tokens')
-      .selectAll()
-      .where('account_id', '=', accountId)
-      .orderBy('created_at')
-      .orderBy('id')
-      .execute();
-    return rows.map(toServiceToken);
+    return accountRows.listAll(db, accountId);
   }
 
   async list(
     accountId: string,
     filter: ServiceTokenFilter,
-    window: { offset: number; limit: number },
-  ): Promise<{ items: StoredServiceToken[]; total: number }> {
-    let query = this.store.db.selectFrom('service_tokens').where('account_id', '=', accountId);
+    window: PageWindow,
+  ): Promise<Page<StoredServiceToken>> {
+    const { name, search } = filter;
     // Cloudflare's `name` is an exact match, `search` a substring of name or client id.
-    if (filter.name !== undefined) query = query.where(likeMatch('name', filter.name, true));
-    if (filter.search !== undefined) {
-      const search = filter.search;
-      query = query.where((eb) =>
+    return accountRows.page(this.store.db, accountId, window, (eb) => [
+      name !== undefined && likeMatch('name', name, true),
+      search !== undefined &&
         eb.or([likeMatch('name', search, false), likeMatch('client_id', search, false)]),
-      );
-    }
-    const [rows, count] = await Promise.all([
-      query
-        .selectAll()
-        .orderBy('created_at')
-        .orderBy('id')
-        .offset(window.offset)
-        .limit(window.limit)
-        .execute(),
-      query.select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow(),
     ]);
-    return { items: rows.map(toServiceToken), total: toCount(count.n as string | number) };
   }
 
   async insert(
@@ -150,19 +127,13 @@ export class ServiceTokenRepository {
     id: string,
     change: Partial<Pick<StoredServiceToken, 'name' | 'duration' | 'expiresAt' | 'enabled'>>,
   ): Promise<boolean> {
-    const result = await tx
-      .updateTable('service_tokens')
-      .set({
-        ...(change.name !== undefined && { name: change.name }),
-        ...(change.duration !== undefined && { duration: change.duration }),
-        ...(change.expiresAt !== undefined && { expires_at: change.expiresAt }),
-        ...(change.enabled !== undefined && { enabled: change.enabled ? 1 : 0 }),
-        updated_at: nowIso(),
-      })
-      .where('account_id', '=', accountId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return result.numUpdatedRows > 0n;
+    return updateAccountRow(tx, 'service_tokens', accountId, id, {
+      ...(change.name !== undefined && { name: change.name }),
+      ...(change.duration !== undefined && { duration: change.duration }),
+      ...(change.expiresAt !== undefined && { expires_at: change.expiresAt }),
+      ...(change.enabled !== undefined && { enabled: change.enabled ? 1 : 0 }),
+      updated_at: nowIso(),
+    });
   }
 
   /**

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { type Kysely, type Selectable, sql } from 'kysely';
+import { AccountRows, type Page, type PageWindow } from '../account-rows.ts';
 import type { Database, UsersTable } from '../schema.ts';
-import { nowIso, type Store, type Tx, toCount } from '../store.ts';
+import { nowIso, type Store, type Tx } from '../store.ts';
 import { likeMatch } from './apps.ts';
 
 export interface StoredUser {
@@ -35,6 +36,8 @@ function toUser(row: Selectable<UsersTable>): StoredUser {
     updatedAt: row.updated_at,
   };
 }
+
+const accountRows = new AccountRows('users', toUser);
 
 /** People who logged in, one row per email per account. Emails are stored lower-cased. */
 export class UserRepository {
@@ -75,13 +78,7 @@ export class UserRepository {
   }
 
   async get(accountId: string, id: string, db: Kysely<Database> = this.store.db): Promise<StoredUser | null> {
-    const row = await db
-      .selectFrom('users')
-      .selectAll()
-      .where('account_id', '=', accountId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return row ? toUser(row) : null;
+    return accountRows.get(db, accountId, id);
   }
 
   async findByEmail(
@@ -98,31 +95,13 @@ export class UserRepository {
     return row ? toUser(row) : null;
   }
 
-  async list(
-    accountId: string,
-    filter: UserFilter,
-    window: { offset: number; limit: number },
-  ): Promise<{ items: StoredUser[]; total: number }> {
-    let query = this.store.db.selectFrom('users').where('account_id', '=', accountId);
-    if (filter.email !== undefined) query = query.where(likeMatch('email', filter.email, true));
-    if (filter.name !== undefined) query = query.where(likeMatch('name', filter.name, true));
-    if (filter.search !== undefined) {
-      const search = filter.search;
-      query = query.where((eb) =>
-        eb.or([likeMatch('email', search, false), likeMatch('name', search, false)]),
-      );
-    }
-    const [rows, count] = await Promise.all([
-      query
-        .selectAll()
-        .orderBy('created_at')
-        .orderBy('id')
-        .offset(window.offset)
-        .limit(window.limit)
-        .execute(),
-      query.select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow(),
+  async list(accountId: string, filter: UserFilter, window: PageWindow): Promise<Page<StoredUser>> {
+    const { email, name, search } = filter;
+    return accountRows.page(this.store.db, accountId, window, (eb) => [
+      email !== undefined && likeMatch('email', email, true),
+      name !== undefined && likeMatch('name', name, true),
+      search !== undefined && eb.or([likeMatch('email', search, false), likeMatch('name', search, false)]),
     ]);
-    return { items: rows.map(toUser), total: toCount(count.n as string | number) };
   }
 
   /** `revoke_user` and logout: the user's tokens and sessions issued before `at` stop working. */
