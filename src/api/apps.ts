@@ -61,7 +61,7 @@ export function registerAppRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const created = (await repos.apps.get(ctx.accountId, id, tx))!;
       await assertIdpsExist(ctx, tx, parsed.content.config.allowed_idps);
       await writePolicyList(ctx, tx, created, parsed.policies ?? []);
-      await assertAccessConfigValid(repos, ctx.accountId, tx);
+      await assertAccessConfigValid(ctx, tx);
       changed({ table: 'apps', accountId: ctx.accountId, id });
       return { resourceId: id, value: await loadAppJson(ctx, tx, id, clientSecret) };
     });
@@ -88,7 +88,7 @@ export function registerAppRoutes(app: FastifyInstance, ctx: ApiContext): void {
       // Policies are replaced only when the field is sent: app-scoped policies have their own
       // endpoints, and dropping them because a client left the field out would delete them.
       if (parsed.policies !== undefined) await writePolicyList(ctx, tx, existing, parsed.policies);
-      await assertAccessConfigValid(repos, ctx.accountId, tx);
+      await assertAccessConfigValid(ctx, tx);
       changed({ table: 'apps', accountId: ctx.accountId, id });
       return { resourceId: id, value: await loadAppJson(ctx, tx, id) };
     });
@@ -102,7 +102,7 @@ export function registerAppRoutes(app: FastifyInstance, ctx: ApiContext): void {
       await repos.apps.delete(tx, id);
       // Refused when a linked_app_token rule still names this app: with the app gone, an
       // exclude of it would silently stop excluding.
-      await assertAccessConfigValid(repos, ctx.accountId, tx);
+      await assertAccessConfigValid(ctx, tx);
       changed({ table: 'apps', accountId: ctx.accountId, id });
       return { resourceId: id, value: undefined };
     });

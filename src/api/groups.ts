@@ -34,7 +34,7 @@ export function registerGroupRoutes(app: FastifyInstance, ctx: ApiContext): void
     const result = await ctx.write(request, 'group', async (tx, changed) => {
       const id = randomUUID();
       await repos.groups.insert(tx, { id, accountId: ctx.accountId }, content);
-      await assertAccessConfigValid(repos, ctx.accountId, tx);
+      await assertAccessConfigValid(ctx, tx);
       changed({ table: 'access_groups', accountId: ctx.accountId, id });
       return { resourceId: id, value: groupJson(await existing(id, tx)) };
     });
@@ -51,7 +51,7 @@ export function registerGroupRoutes(app: FastifyInstance, ctx: ApiContext): void
     const result = await ctx.write(request, 'group', async (tx, changed) => {
       await existing(id, tx);
       await repos.groups.replace(tx, id, content);
-      await assertAccessConfigValid(repos, ctx.accountId, tx);
+      await assertAccessConfigValid(ctx, tx);
       changed({ table: 'access_groups', accountId: ctx.accountId, id });
       return { resourceId: id, value: groupJson(await existing(id, tx)) };
     });
@@ -63,7 +63,7 @@ export function registerGroupRoutes(app: FastifyInstance, ctx: ApiContext): void
     await ctx.write(request, 'group', async (tx, changed) => {
       await existing(id, tx);
       await repos.groups.delete(tx, id);
-      await assertAccessConfigValid(repos, ctx.accountId, tx);
+      await assertAccessConfigValid(ctx, tx);
       changed({ table: 'access_groups', accountId: ctx.accountId, id });
       return { resourceId: id, value: undefined };
     });

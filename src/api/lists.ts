@@ -120,7 +120,7 @@ export function registerListRoutes(app: FastifyInstance, ctx: ApiContext): void 
       if ((await repos.lists.countItems(tx, id)) > MAX_LIST_ITEMS) {
         throw invalidRequest(`append: the list would hold more than ${MAX_LIST_ITEMS} items`);
       }
-      await assertAccessConfigValid(repos, ctx.accountId, tx);
+      await assertAccessConfigValid(ctx, tx);
       changed({ table: 'gateway_lists', accountId: ctx.accountId, id });
       const list = (await repos.lists.get(ctx.accountId, id, tx))!;
       const listItems = withItems
@@ -211,7 +211,7 @@ export function registerListRoutes(app: FastifyInstance, ctx: ApiContext): void 
       await lockList(tx, id);
       await repos.lists.delete(tx, id);
       // Refused while a rule names the list: the rule would otherwise stop matching anyone.
-      await assertAccessConfigValid(repos, ctx.accountId, tx);
+      await assertAccessConfigValid(ctx, tx);
       changed({ table: 'gateway_lists', accountId: ctx.accountId, id });
       return { resourceId: id, value: undefined };
     });

@@ -73,6 +73,8 @@ function recordJson(entry: StoredAccessRequest) {
     country: entry.country,
     created_at: entry.created_at,
     ray_id: entry.ray_id,
+    // Gatehouse's addition: which policy decided and the rule that settled each one evaluated.
+    policy_trace: entry.policy_trace ? (JSON.parse(entry.policy_trace) as unknown) : null,
   };
 }
 type RecordField = keyof ReturnType<typeof recordJson>;

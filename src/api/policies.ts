@@ -64,7 +64,7 @@ export function registerPolicyRoutes(app: FastifyInstance, ctx: ApiContext): voi
         ...current.map((policy) => ({ policyId: policy.id, precedence: policy.precedence })),
         { policyId: id, precedence },
       ]);
-      await assertAccessConfigValid(repos, ctx.accountId, tx);
+      await assertAccessConfigValid(ctx, tx);
       changedPolicy(changed, id);
       return { resourceId: id, value: attachedPolicyJson(await attached(appId, id, tx)) };
     });
@@ -107,7 +107,7 @@ export function registerPolicyRoutes(app: FastifyInstance, ctx: ApiContext): voi
           })),
         );
       }
-      await assertAccessConfigValid(repos, ctx.accountId, tx);
+      await assertAccessConfigValid(ctx, tx);
       changedPolicy(changed, policyId);
       return { resourceId: policyId, value: attachedPolicyJson(await attached(appId, policyId, tx)) };
     });
@@ -122,7 +122,7 @@ export function registerPolicyRoutes(app: FastifyInstance, ctx: ApiContext): voi
       // An app-scoped policy is deleted; a reusable one is only detached from this app.
       await repos.policies.unlink(tx, appId, policyId);
       if (policy.appId !== null) await repos.policies.delete(tx, policyId);
-      await assertAccessConfigValid(repos, ctx.accountId, tx);
+      await assertAccessConfigValid(ctx, tx);
       changedPolicy(changed, policyId);
       return { resourceId: policyId, value: undefined };
     });
@@ -171,7 +171,7 @@ export function registerPolicyRoutes(app: FastifyInstance, ctx: ApiContext): voi
     const result = await ctx.write(request, 'policy', async (tx, changed) => {
       const id = randomUUID();
       await repos.policies.insert(tx, { id, accountId: ctx.accountId, appId: null }, content);
-      await assertAccessConfigValid(repos, ctx.accountId, tx);
+      await assertAccessConfigValid(ctx, tx);
       changedPolicy(changed, id);
       return { resourceId: id, value: await reusable(id, tx) };
     });
@@ -189,7 +189,7 @@ export function registerPolicyRoutes(app: FastifyInstance, ctx: ApiContext): voi
       await reusable(id, tx);
       await repos.policies.replace(tx, id, content);
       // Checks every app using the policy: e.g. a linked_app_token rule while a saas app uses it.
-      await assertAccessConfigValid(repos, ctx.accountId, tx);
+      await assertAccessConfigValid(ctx, tx);
       changedPolicy(changed, id);
       return { resourceId: id, value: await reusable(id, tx) };
     });

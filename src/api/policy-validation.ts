@@ -4,7 +4,8 @@
 // engine problems into API errors, and checks the account's whole Access configuration inside a
 // write's transaction, so no write can leave an app whose policies do not compile.
 import type { Kysely } from 'kysely';
-import type { Repositories } from '../gateway.ts';
+import type { Settings } from '../config/settings.ts';
+import { type CountrySettings, countryConfigured } from '../geo/country.ts';
 import {
   attachmentProblems,
   bodyProblems,
@@ -25,8 +26,10 @@ import { type AccessConfig, loadAccessConfig, toPolicyDefinition } from '../stor
 import type { GroupContent } from '../store/repositories/groups.ts';
 import type { PolicyContent } from '../store/repositories/policies.ts';
 import type { Database } from '../store/schema.ts';
+import { verifiesClientCertificates } from '../tls/listener.ts';
 import { invalidRequest, parseInput } from './errors.ts';
 import { asksForMfa, type FieldScreen, isSet, screenFields } from './fields.ts';
+import type { ApiContext } from './framework.ts';
 
 const POLICY_SCREEN: FieldScreen = {
   accepted: [
@@ -91,33 +94,43 @@ export function parseGroupBody(body: unknown): GroupContent {
 const NO_MTLS =
   'the gateway has no TLS client certificate (mTLS) configuration, so no request carries a verified certificate';
 
+const NO_COUNTRY =
+  'the gateway has no trusted country source configured (a CF-IPCountry header from a trusted proxy, or a MaxMind database), so the rule could never match';
+
 /**
- * Selectors the engine evaluates but whose facts no request to this gateway carries yet: the
- * proxy and the login pass no country (no trusted CF-IPCountry header or MaxMind database is
- * configurable), no client certificate and no external evaluation verdict. Such a rule never
- * matches, so in an exclude it would silently exclude nobody; it is refused until the piece
- * that supplies the fact lands (then its entry goes from here).
+ * Selectors the engine evaluates but whose facts no request to this gateway carries: without
+ * a configured country source (`countryHeader` with `trustedProxies`, or `geoipDatabase`) no request has
+ * a country, and without a client CA (settings `tlsClientCa`, src/tls/listener.ts) no request
+ * carries a verified client certificate. Such a rule never matches, so in
+ * an exclude it would silently exclude nobody; it is refused while its fact is not supplied.
  */
-const UNSUPPLIED_FACTS: Partial<Record<SelectorName, string>> = {
-  geo: 'the gateway has no trusted country source configured (a CF-IPCountry header from a trusted proxy, or a MaxMind database), so the rule could never match',
-  certificate: NO_MTLS,
-  common_name: NO_MTLS,
-  external_evaluation:
-    'the gateway does not call external evaluation endpoints on requests yet, so the rule could never match',
-};
+export function unsuppliedFacts(
+  settings: CountrySettings & Pick<Settings, 'tlsCert' | 'tlsClientCa'>,
+): Partial<Record<SelectorName, string>> {
+  return {
+    ...(!countryConfigured(settings) && { geo: NO_COUNTRY }),
+    ...(!verifiesClientCertificates(settings) && { certificate: NO_MTLS, common_name: NO_MTLS }),
+  };
+}
 
 /** Rules of the body itself (groups are checked on their own) that name an unsupplied fact. */
-function unsuppliedFactProblems(body: RuleBody): PolicyProblem[] {
+function unsuppliedFactProblems(
+  body: RuleBody,
+  unsupplied: Partial<Record<SelectorName, string>>,
+): PolicyProblem[] {
   const problems: PolicyProblem[] = [];
   for (const visit of walkRules(body, '', undefined)) {
-    const why = UNSUPPLIED_FACTS[visit.selector];
+    const why = unsupplied[visit.selector];
     if (why) problems.push({ path: visit.path, message: `"${visit.selector}" is not available: ${why}` });
   }
   return problems;
 }
 
 /** Every problem in the account's configuration, each naming the object it is in. */
-export function accessConfigProblems(config: AccessConfig): string[] {
+export function accessConfigProblems(
+  config: AccessConfig,
+  unsupplied: Partial<Record<SelectorName, string>>,
+): string[] {
   const messages: string[] = [];
   const report = (where: string, problems: readonly PolicyProblem[]) => {
     for (const problem of problems) messages.push(`${where}${problem.path}: ${problem.message}`);
@@ -131,13 +144,13 @@ export function accessConfigProblems(config: AccessConfig): string[] {
       ...linkedAppProblems(policy, linkable, config.groups),
       ...decisionProblems(policy, config.groups),
       ...bodyProblems(policy),
-      ...unsuppliedFactProblems(policy),
+      ...unsuppliedFactProblems(policy, unsupplied),
     ]);
   }
   for (const group of config.groups.values()) {
     report(`group "${group.name}" (${group.id})`, [
       ...referenceProblems(group, known),
-      ...unsuppliedFactProblems(group),
+      ...unsuppliedFactProblems(group, unsupplied),
     ]);
   }
   report('groups', groupGraphProblems(config.groups));
@@ -175,12 +188,11 @@ export function accessConfigProblems(config: AccessConfig): string[] {
  * a 400 listing the problems when it is not consistent; throwing rolls the transaction back.
  */
 export async function assertAccessConfigValid(
-  repos: Repositories,
-  accountId: string,
+  ctx: Pick<ApiContext, 'gateway' | 'accountId'>,
   db: Kysely<Database>,
 ): Promise<AccessConfig> {
-  const config = await loadAccessConfig(repos, accountId, db);
-  const problems = accessConfigProblems(config);
+  const config = await loadAccessConfig(ctx.gateway.repos, ctx.accountId, db);
+  const problems = accessConfigProblems(config, unsuppliedFacts(ctx.gateway.settings));
   if (problems.length > 0) {
     const shown = problems.slice(0, 5).join('; ');
     throw invalidRequest(`${shown}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`);

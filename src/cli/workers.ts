@@ -10,6 +10,7 @@ import type { Settings } from '../config/settings.ts';
 import { openGateway } from '../gateway.ts';
 import type { Logger } from '../logging.ts';
 import { type Change, type ChangeFeed, type ChangeListener, InProcessChangeFeed } from '../store/changes.ts';
+import { listenerTlsOptions } from '../tls/listener.ts';
 
 /** The primary asks a worker to stop over IPC, not with a signal: under a process manager the
  * worker may get the same SIGTERM too, and a second signal would cut its drain short. */
@@ -79,6 +80,9 @@ export function workerChangeFeed(settings: Settings): ChangeFeed | undefined {
  * replaces a worker that dies, and on `stop` asks every worker to finish and waits for them.
  */
 export async function runPrimary(settings: Settings, logger: Logger, stop: Promise<void>): Promise<void> {
+  // The workers read the TLS files; a bad one is reported here, once, not by workers dying and
+  // being replaced forever.
+  listenerTlsOptions(settings);
   const prepared = await openGateway(settings, logger, { maintenance: true });
   await prepared.close();
   let stopping = false;

@@ -1,6 +1,7 @@
 // Settings: one schema for the config file, GATEHOUSE_* environment variables and command-line
 // flags (ARCHITECTURE.md §2). Flags win over the environment, the environment over the file.
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -18,6 +19,29 @@ const listenAddress = z.string().refine((value) => parseListenAddress(value) !==
 const teamDomain = z.string().refine((value) => normaliseTeamDomain(value) !== null, {
   message: 'expected an origin such as https://auth.example.com or http://127.0.0.1:8080, or a bare host',
 });
+
+const pemFile = z.string().min(1).max(4096);
+
+/** An address or address/prefix, IPv4 or IPv6; a list may come as one comma-separated string (env, flag). */
+const cidrList = z.preprocess(
+  (value) => (typeof value === 'string' ? value.split(',').map((part) => part.trim()) : value),
+  z
+    .array(
+      z.string().refine(
+        (value) => {
+          const [address = '', prefix, extra] = value.split('/');
+          const family = isIP(address);
+          if (family === 0 || extra !== undefined) return false;
+          return (
+            prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128))
+          );
+        },
+        { message: 'expected IP addresses or CIDR ranges such as 10.0.0.0/8 or 2001:db8::/32' },
+      ),
+    )
+    .min(1)
+    .max(1000),
+);
 
 const databaseUrl = z.string().refine((value) => /^(sqlite:.+|postgres(ql)?:\/\/.+)$/.test(value), {
   message: 'expected sqlite:<file path> or postgres://user@host:port/database',
@@ -70,6 +94,19 @@ const settingsSchema = z
       )
       .default(1),
     ingress: z.array(ingressRuleSchema).max(1000).optional(),
+    /** PEM files for an HTTPS listener (src/tls/listener.ts); `tlsClientCa` asks clients for certificates. */
+    tlsCert: pemFile.optional(),
+    tlsKey: pemFile.optional(),
+    tlsClientCa: pemFile.optional(),
+    /** Peers whose country header (`countryHeader`) is believed: the proxies in front of Gatehouse. */
+    trustedProxies: cidrList.optional(),
+    /** Request header carrying the client's country, set by a trusted proxy (Cloudflare's `CF-IPCountry`). */
+    countryHeader: z
+      .string()
+      .regex(/^[A-Za-z0-9-]{1,64}$/, { message: 'expected a header name such as CF-IPCountry' })
+      .optional(),
+    /** MaxMind database file (GeoLite2/GeoIP2 Country or City, .mmdb) to look the client's country up in. */
+    geoipDatabase: z.string().min(1).max(4096).optional(),
     smtp: z
       .object({
         url: z.string().regex(/^smtps?:\/\/.+/, { message: 'expected smtp://host:port or smtps://…' }),
@@ -100,6 +137,12 @@ export const settingNames = {
   workers: { flag: '--workers', env: 'GATEHOUSE_WORKERS' },
   ingress: { flag: null, env: null },
   smtp: { flag: null, env: null },
+  trustedProxies: { flag: null, env: 'GATEHOUSE_TRUSTED_PROXIES' },
+  countryHeader: { flag: null, env: 'GATEHOUSE_COUNTRY_HEADER' },
+  geoipDatabase: { flag: null, env: 'GATEHOUSE_GEOIP_DATABASE' },
+  tlsCert: { flag: null, env: 'GATEHOUSE_TLS_CERT' },
+  tlsKey: { flag: null, env: 'GATEHOUSE_TLS_KEY' },
+  tlsClientCa: { flag: null, env: 'GATEHOUSE_TLS_CLIENT_CA' },
 } as const;
 type SettingKey = keyof typeof settingNames;
 
@@ -137,11 +180,36 @@ export function loadSettings(flags: SettingFlags = {}, env: NodeJS.ProcessEnv = 
   }
   const settings = parsed.data;
   const team = normaliseTeamDomain(settings.teamDomain)!;
+  if (settings.countryHeader !== undefined && settings.trustedProxies === undefined) {
+    // A country header from any peer is whatever the client wants it to be.
+    throw new ConfigError(
+      'countryHeader (GATEHOUSE_COUNTRY_HEADER) needs trustedProxies (GATEHOUSE_TRUSTED_PROXIES): the header is believed only from those peers',
+    );
+  }
+  checkTls(settings, team);
   return {
     ...settings,
     teamDomain: team,
     databaseUrl: settings.databaseUrl ?? `sqlite:${path.join(settings.dataDir, 'gatehouse.db')}`,
   };
+}
+
+/** The TLS settings go together, and one HTTPS listener serves the team domain, so it is https. */
+function checkTls(settings: z.infer<typeof settingsSchema>, team: string): void {
+  const { tlsCert, tlsKey, tlsClientCa } = settings;
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw new ConfigError('tlsCert and tlsKey (GATEHOUSE_TLS_CERT, GATEHOUSE_TLS_KEY) must be set together');
+  }
+  if (tlsClientCa !== undefined && tlsCert === undefined) {
+    throw new ConfigError(
+      'tlsClientCa needs tlsCert and tlsKey: client certificates are asked for over HTTPS',
+    );
+  }
+  if (tlsCert !== undefined && !team.startsWith('https:')) {
+    throw new ConfigError(
+      `teamDomain ${team} must be https when tlsCert is set: the listener serves the team domain over HTTPS`,
+    );
+  }
 }
 
 function readConfigFile(file: string): Record<string, unknown> {

@@ -13,6 +13,8 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Gateway } from '../gateway.ts';
+import { createCountrySource } from '../geo/country.ts';
+import { FIXED_IDENTITY_FIELDS } from '../identity/identity-document.ts';
 import {
   createPinMailer,
   generatePin,
@@ -41,10 +43,12 @@ import { DEFAULT_UPSTREAM_LIMITS, type UpstreamLimits } from '../identity/upstre
 import { appSessionMac, META } from '../keys/app-session.ts';
 import { mintJwt } from '../keys/jwt.ts';
 import type { Logger } from '../logging.ts';
-import { evaluate, parseGoDuration } from '../policy/index.ts';
+import { auditTrace, type Decision, parseGoDuration } from '../policy/index.ts';
+import type { IdentityDecider } from '../policy-external/identity-decision.ts';
 import type { SnapshotApp } from '../snapshot/snapshot.ts';
 import type { AccessRequestEntry } from '../store/repositories/access-requests.ts';
 import type { SelfHostedApp } from '../store/repositories/apps.ts';
+import { verifiedClientCertificate } from '../tls/client-certificate.ts';
 import { FLOW_COOKIE, FLOW_COOKIE_SECONDS, ORG_COOKIE, readCookies, teamCookie } from './cookies.ts';
 import { liveSession, TEAM_RETURN_PARAM } from './org-session.ts';
 import {
@@ -73,8 +77,9 @@ type AppEntry = SnapshotApp & { app: SelfHostedApp };
 
 /** 24h: the default of every session (spec §2.3). */
 const DEFAULT_SESSION_MS = 86_400_000;
-/** Cloudflare's CF-IPCountry value when the country is unknown; Gatehouse has no GeoIP data. */
+/** Cloudflare's CF-IPCountry value when the country is unknown (no configured source knows it). */
 const UNKNOWN_COUNTRY = 'XX';
+const NO_POLICIES: Decision = { decision: 'deny', policy: null, trace: null };
 const FLOW_TOKEN = /^[A-Za-z0-9_-]{43}$/;
 const AUD = /^[0-9a-f]{64}$/;
 
@@ -87,7 +92,16 @@ class LoginError extends Error {
   }
 }
 
-export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOptions = {}) {
+/**
+ * `decide` makes the identity-time decisions (src/policy-external/identity-decision.ts): identity
+ * selectors, external_evaluation included, are checked when the login mints an app token.
+ */
+export function loginRoutes(
+  gateway: Gateway,
+  logger: Logger,
+  decide: IdentityDecider,
+  options: LoginOptions = {},
+) {
   const { settings, account, keys } = gateway;
   const team = new URL(settings.teamDomain);
   const teamPort = team.port;
@@ -108,14 +122,22 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
   const fail = (reply: FastifyReply, error: LoginError) =>
     send(reply, errorPage(branding(), error.status, error.message));
   const clientIp = (request: FastifyRequest) => request.ip.replace(/^::ffff:/, '');
+  const countryOf = createCountrySource(settings);
+  const requestCountry = (request: FastifyRequest) => countryOf?.(clientIp(request), request.headers);
+  /** The login request's non-identity facts: policies also check them when the app token is minted. */
+  const requestFacts = (request: FastifyRequest, now: number) => {
+    const mtls = verifiedClientCertificate(request.raw.socket, now);
+    const country = requestCountry(request);
+    return { clientIp: clientIp(request), ...(mtls && { mtls }), ...(country !== undefined && { country }) };
+  };
   const redirect = (reply: FastifyReply, location: string) =>
     reply.code(302).header('cache-control', 'no-store').header('location', location).send();
-  /** One row of the authentication log (spec §6); Gatehouse has no GeoIP data. */
+  /** One row of the authentication log (spec §6). */
   const record = (request: FastifyRequest, entry: Omit<AccessRequestEntry, 'accountId' | 'ipAddress'>) =>
     gateway.repos.accessRequests.record({
       accountId,
       ipAddress: clientIp(request),
-      country: UNKNOWN_COUNTRY,
+      country: requestCountry(request) ?? UNKNOWN_COUNTRY,
       ...entry,
     });
 
@@ -233,10 +255,9 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
   ) {
     const { entry, session } = input;
     const identity = { ...session.identity, userUid: session.userId };
+    const facts = requestFacts(request, Date.now());
+    const decision = entry.compiled ? await decide(entry.compiled, { ...facts, identity }) : NO_POLICIES;
     const now = Date.now();
-    const decision = entry.compiled
-      ? evaluate(entry.compiled, { now, identity, clientIp: clientIp(request) })
-      : { decision: 'deny' as const, policy: null };
     const allowed = decision.decision !== 'deny';
     await record(request, {
       action: 'login',
@@ -248,6 +269,7 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
       appType: entry.app.type,
       connection: identity.idp.type,
       idpId: identity.idp.id,
+      policyTrace: auditTrace(decision),
     });
     if (!allowed) {
       const url = entry.app.config.custom_deny_url;
@@ -264,7 +286,7 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
         email: identity.email,
         sub: session.userId,
         identity_nonce: session.identityNonce,
-        country: UNKNOWN_COUNTRY,
+        country: facts.country ?? UNKNOWN_COUNTRY,
         // The admitting policy: the proxy re-checks its non-identity rules per request without
         // the identity selectors it cannot see (src/policy/session.ts, spec §3.3).
         ...(decision.policy && {
@@ -510,7 +532,7 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
       const identity: LoginIdentity = { email, idp: { id: idp.id, type: idp.type } };
       const allowed = entry
         ? entry.compiled !== null &&
-          evaluate(entry.compiled, { now: now.getTime(), identity, clientIp: clientIp(request) }).decision !==
+          (await decide(entry.compiled, { ...requestFacts(request, now.getTime()), identity })).decision !==
             'deny'
         : true;
       const pin = generatePin();
@@ -597,7 +619,9 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
       reply.header('cache-control', 'no-store');
       if (!session)
         return reply.code(401).send({ error: 'unauthorized', message: 'no valid Access session' });
-      return reply.send(identityDocument(session, accountId, clientIp(request)));
+      return reply.send(
+        identityDocument(session, accountId, clientIp(request), requestCountry(request) ?? UNKNOWN_COUNTRY),
+      );
     });
 
     app.get('/cdn-cgi/access/logout', async (request, reply) => {
@@ -629,25 +653,23 @@ export function loginRoutes(gateway: Gateway, logger: Logger, options: LoginOpti
   };
 }
 
-/** Cloudflare's get-identity document (spec §4.6) for an organisation session. */
-export function identityDocument(session: LoginSession, accountId: string, ip: string) {
+/**
+ * Cloudflare's get-identity document (spec §4.6) for an organisation session; `country` is the
+ * requesting client's, from the configured country source (src/geo/country.ts), or `XX`.
+ */
+export function identityDocument(session: LoginSession, accountId: string, ip: string, country: string) {
   const { identity } = session;
   return {
     email: identity.email,
     ...(identity.name !== undefined && { name: identity.name }),
     idp: { id: identity.idp.id, type: identity.idp.type },
-    geo: { country: UNKNOWN_COUNTRY },
+    geo: { country },
     user_uuid: session.userId,
     account_id: accountId,
     iat: Math.floor(Date.parse(session.createdAt) / 1000),
     ip,
     identity_nonce: session.identityNonce,
-    auth_status: 'NONE',
-    common_name: '',
-    service_token_id: '',
-    service_token_status: false,
-    is_warp: false,
-    is_gateway: false,
+    ...FIXED_IDENTITY_FIELDS,
     device_id: '',
     devicePosture: {},
     device_sessions: {},

@@ -1,6 +1,7 @@
 // Gatehouse's policy engine: pure (no I/O, no clock), Cloudflare Access semantics.
 // Compile an app's policies once with compilePolicies, evaluate each request with evaluate or
 // evaluatePhase. Validation for the management API lives in ./schema.ts (re-exported here).
+export { type AuditStep, type AuditTrace, auditTrace, MAX_AUDIT_STEPS } from './audit-trace.ts';
 export type { CompiledApp, CompileOptions, ExternalEvaluationTarget } from './compile.ts';
 export { compilePolicies } from './compile.ts';
 export { parseGoDuration } from './duration.ts';
@@ -28,5 +29,5 @@ export {
   ruleSchema,
 } from './schema.ts';
 export { SELECTOR_KINDS, type SelectorKind, UNSUPPORTED_SELECTORS } from './selectors.ts';
-export { type AdmittedBy, evaluateSession } from './session.ts';
+export { type AdmittedBy, evaluateSession, indexSessions, type SessionIndex } from './session.ts';
 export type * from './types.ts';

@@ -2,14 +2,18 @@
 // the app and the IdP; then the attacks on it, each refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyJwt } from '../../src/keys/jwt.ts';
+import { Browser } from '../support/browser.ts';
 import { databaseKinds } from '../support/databases.ts';
 import {
+  accessLog,
   appSession,
-  Browser,
+  createPinIdp,
+  createSelfHostedApp,
   formField,
   idpChoices,
   type LoginHarness,
   startLoginHarness,
+  verifyHandOff,
 } from './support.ts';
 
 let h: LoginHarness;
@@ -22,29 +26,9 @@ describe.each(databaseKinds)('%s', (kind) => {
   beforeAll(async () => {
     h = await startLoginHarness({ server: { kind } });
     host = `wiki.localhost:${h.port}`;
-    const idp = await h.api('POST', '/identity_providers', { name: 'PIN', type: 'onetimepin', config: {} });
-    expect(idp.status).toBe(201);
-    pinIdp = idp.body.result.id;
-    const policy = {
-      name: 'staff',
-      decision: 'allow',
-      include: [{ email_domain: { domain: 'example.com' } }],
-    };
-    const app = await h.api('POST', '/apps', {
-      type: 'self_hosted',
-      name: 'Wiki',
-      domain: 'wiki.localhost',
-      policies: [policy],
-    });
-    expect(app.status).toBe(201);
-    aud = app.body.result.aud;
-    const other = await h.api('POST', '/apps', {
-      type: 'self_hosted',
-      name: 'Admin',
-      domain: 'admin.localhost',
-      policies: [policy],
-    });
-    otherAud = other.body.result.aud;
+    pinIdp = await createPinIdp(h);
+    aud = (await createSelfHostedApp(h, 'wiki.localhost', { name: 'Wiki' })).aud;
+    otherAud = (await createSelfHostedApp(h, 'admin.localhost', { name: 'Admin' })).aud;
     await h.gateway.gateway.snapshot.refresh();
   });
   afterAll(() => h.close());
@@ -79,14 +63,7 @@ describe.each(databaseKinds)('%s', (kind) => {
       expect(handOff.origin).toBe(`http://${host}`);
       expect(handOff.pathname).toBe('/cdn-cgi/access/authorized');
       expect(handOff.searchParams.get('redirect_url')).toBe('/docs');
-      const { payload, protectedHeader } = await verifyJwt(
-        h.gateway.gateway.keys,
-        handOff.searchParams.get('token')!,
-        {
-          issuer: h.url,
-          audience: aud,
-        },
-      );
+      const { payload, protectedHeader } = await verifyHandOff(h, handOff, aud);
       expect(protectedHeader).toMatchObject({ alg: 'RS256', typ: 'JWT' });
       expect(payload).toMatchObject({ type: 'app', aud: [aud], email: 'alice@example.com', country: 'XX' });
       expect(payload.identity_nonce).toMatch(/^[0-9a-f]{32}$/);
@@ -99,6 +76,8 @@ describe.each(databaseKinds)('%s', (kind) => {
         email: 'alice@example.com',
         user_uuid: payload.sub,
         idp: { id: pinIdp, type: 'onetimepin' },
+        // No country source is configured: Cloudflare's "unknown".
+        geo: { country: 'XX' },
       });
 
       // A second app: the organisation session mints its token without another login.
@@ -106,17 +85,10 @@ describe.each(databaseKinds)('%s', (kind) => {
       expect(silent.status).toBe(302);
       const second = new URL(silent.location!);
       expect(second.host).toBe(`admin.localhost:${h.port}`);
-      const again = await verifyJwt(h.gateway.gateway.keys, second.searchParams.get('token')!, {
-        issuer: h.url,
-        audience: otherAud,
-      });
+      const again = await verifyHandOff(h, second, otherAud);
       expect(again.payload.sub).toBe(payload.sub);
 
-      const log = await h.gateway.gateway.store.db
-        .selectFrom('access_requests')
-        .selectAll()
-        .where('user_email', '=', 'alice@example.com')
-        .execute();
+      const log = await accessLog(h, 'alice@example.com');
       expect(log.filter((row) => row.allowed === 1 && row.action === 'login')).toHaveLength(2);
       expect(log[0]).toMatchObject({
         connection: 'onetimepin',
@@ -147,12 +119,7 @@ describe.each(databaseKinds)('%s', (kind) => {
       const b = await second.browser.request(`${h.url}/cdn-cgi/access/otp/verify`, {
         form: { flow: second.flow, pin: await second.pin },
       });
-      const sub = async (location: string) =>
-        (
-          await verifyJwt(h.gateway.gateway.keys, new URL(location).searchParams.get('token')!, {
-            issuer: h.url,
-          })
-        ).payload.sub;
+      const sub = async (location: string) => (await verifyHandOff(h, location)).payload.sub;
       expect(await sub(a.location!)).toBe(await sub(b.location!));
     });
 
@@ -206,12 +173,7 @@ describe.each(databaseKinds)('%s', (kind) => {
       const late = await browser.request(`${h.url}/cdn-cgi/access/otp/verify`, { form: { flow, pin: code } });
       expect(late.status).toBe(401);
       expect(late.location).toBeNull();
-      const failed = await h.gateway.gateway.store.db
-        .selectFrom('access_requests')
-        .selectAll()
-        .where('user_email', '=', 'erin@example.com')
-        .where('allowed', '=', 0)
-        .execute();
+      const failed = (await accessLog(h, 'erin@example.com')).filter((row) => row.allowed === 0);
       expect(failed.length).toBe(6);
     });
 

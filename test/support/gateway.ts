@@ -29,7 +29,8 @@ export async function startTestGateway(
   const settings = loadSettings(
     {
       listen: `127.0.0.1:${port}`,
-      teamDomain: `http://127.0.0.1:${port}`,
+      // With a certificate the listener speaks HTTPS, so the team domain is https.
+      teamDomain: `${options.settings?.tlsCert ? 'https' : 'http'}://127.0.0.1:${port}`,
       dataDir: database.dataDir,
       databaseUrl: database.url,
       logLevel: process.env.GATEHOUSE_TEST_LOG_LEVEL ?? 'silent',
@@ -40,7 +41,14 @@ export async function startTestGateway(
   const logger = createLogger(settings.logLevel);
   const gateway = await openGateway(settings, logger);
   const server = await createServer(gateway, logger, options.server);
-  await server.listen();
+  try {
+    await server.listen();
+  } catch (error) {
+    // A port freePort found may be taken by the time we bind: leave nothing open behind.
+    await server.close();
+    if (!options.database) await database.cleanup();
+    throw error;
+  }
   return {
     url: settings.teamDomain,
     settings,
