@@ -109,7 +109,7 @@ export function buildProgram(): Command {
     process.stderr.write('migrations applied\n');
   });
 
-  const keys = program.command('keys').description('signing keys');
+  const keys = program.command('keys').description('signing keys and the master key');
   withSettingsOptions(keys.command('rotate').description('rotate the signing key now')).action(
     async (_options, command: Command) => {
       const settings = settingsFrom(command);
@@ -125,6 +125,22 @@ export function buildProgram(): Command {
       }
     },
   );
+
+  withSettingsOptions(
+    keys
+      .command('rotate-master')
+      .description(
+        're-encrypt every secret encrypted with the master key (GATEHOUSE_MASTER_KEY or <data-dir>/master.key) under a new one',
+      )
+      .requiredOption(
+        '--new-key-file <file>',
+        'file holding the new master key (64 hex characters or base64)',
+      ),
+  ).action(async (options: { newKeyFile: string }, command: Command) => {
+    // Loaded here, not at the top, like start's server: only this command needs it.
+    const { rotateMaster } = await import('./rotate-master.ts');
+    await rotateMaster(settingsFrom(command), options.newKeyFile);
+  });
 
   const apiToken = program.command('api-token').description('management API tokens');
   withSettingsOptions(

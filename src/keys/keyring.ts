@@ -30,6 +30,14 @@ export interface CertsDocument {
   public_certs: { kid: string; cert: string }[];
 }
 
+/**
+ * The cluster-wide lock every write of an account's encrypted signing keys holds: rotations
+ * here, and master-key rotation (src/keys/master-key-rotation.ts).
+ */
+export function signingKeysLockName(accountId: string): string {
+  return `signing_keys:${accountId}`;
+}
+
 export class KeyRing {
   private current: (PublicKeyEntry & { privateKey: KeyObject; createdAt: string }) | null = null;
   /** The previous key's signer, used while the current key is younger than the activation delay. */
@@ -140,7 +148,13 @@ export class KeyRing {
    * with rotations on other nodes by the cluster-wide lock.
    */
   async rotate(): Promise<string> {
-    return this.store.withLock(this.lockName(), () => this.rotateNow());
+    return this.store.withLock(this.lockName(), async () => {
+      // Re-reading decrypts the stored current key: a node still holding a master key that has
+      // since been rotated (`gatehouse keys rotate-master`) fails here instead of writing a new
+      // key the other nodes cannot open. rotateIfDue re-reads for the same reason.
+      await this.reload();
+      return this.rotateNow();
+    });
   }
 
   private async rotateNow(): Promise<string> {
@@ -208,7 +222,7 @@ export class KeyRing {
   }
 
   private lockName(): string {
-    return `signing_keys:${this.accountId}`;
+    return signingKeysLockName(this.accountId);
   }
 
   private requireCurrent() {
