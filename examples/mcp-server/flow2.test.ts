@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { managementApi } from '../../src/cli/demo.ts';
 import { fetchVia } from '../shared/connect.ts';
 import { type DemoHarness, startDemoHarness } from '../support/demo.ts';
@@ -18,6 +18,9 @@ beforeAll(async () => {
   h = await startDemoHarness('alice@example.com');
 });
 afterAll(() => h?.close());
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 const text = (result: unknown) => ((result as CallToolResult).content[0] as { text: string }).text;
 
@@ -36,6 +39,62 @@ async function authorizedClient(email: string) {
 }
 
 describe('MCP server, flow 2 (Access for SaaS OIDC client)', () => {
+  it('refreshes the Gatehouse token it keeps when it nears expiry, rotating the refresh token', async () => {
+    const { provider, transport, first, result } = await authorizedClient('alice@example.com');
+    const code = new URL(result.location ?? 'http://invalid/').searchParams.get('code');
+    expect(code, `${result.location} ${result.text.slice(0, 300)}`).toBeTruthy();
+    await first.finishAuth(code!);
+    expect(provider.saved?.access_token).toBeTruthy();
+    const client = new Client({ name: 'flow2', version: '1' });
+    await client.connect(transport());
+    const created = await client.callTool({
+      name: 'wiki_create',
+      arguments: { slug: 'refresh-flow', title: 'Before', body: 'first token' },
+    });
+    expect(created.isError, text(created)).toBeFalsy();
+    const stateFile = path.join(h.database.dataDir, 'mcp-saas.json');
+    const grantOf = () =>
+      (
+        JSON.parse(readFileSync(stateFile, 'utf8')).grants as {
+          email: string;
+          gatehouse: Record<string, string>;
+        }[]
+      )
+        .filter((g) => g.email === 'alice@example.com')
+        .at(-1)!.gatehouse;
+    const before = grantOf();
+    expect(before.refresh_token).toBeTruthy();
+
+    // The demo's SaaS app issues 5-minute access tokens; the server refreshes within 30 s of
+    // expiry. Only the clock moves (every party runs in this process, so all see the same time).
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(Date.now() + 4 * 60_000 + 45_000);
+    const edited = await client.callTool({
+      name: 'wiki_edit',
+      arguments: { slug: 'refresh-flow', title: 'After', body: 'refreshed token' },
+    });
+    expect(edited.isError, text(edited)).toBeFalsy();
+    expect(JSON.parse(text(edited))).toMatchObject({ updated_by: 'alice@example.com' });
+    const after = grantOf();
+    expect(after.access_token).not.toBe(before.access_token);
+    // OAuth 2.1 §4.3.1: Gatehouse rotated the refresh token. A benign retry with the spent one
+    // inside the 10 s grace window gets the same successor, not a second family (docs/saas-oidc.md).
+    expect(after.refresh_token).not.toBe(before.refresh_token);
+    const issuer = `${h.demo.teamDomain}/cdn-cgi/access/sso/oidc/${h.demo.seed.apps.mcpSaas.clientId}`;
+    const retry = await fetchVia(h.demo.listen)(`${issuer}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: before.refresh_token!,
+        client_id: h.demo.seed.apps.mcpSaas.clientId,
+      }).toString(),
+    });
+    expect(retry.status).toBe(200);
+    expect(await retry.json()).toMatchObject({ refresh_token: after.refresh_token, token_type: 'Bearer' });
+    await client.close();
+  });
+
   it('authorizes through Gatehouse and edits the wiki as the person, with a Bearer token', async () => {
     const { provider, transport, first, result } = await authorizedClient('alice@example.com');
     const back = new URL(result.location ?? 'http://invalid/');

@@ -16,7 +16,7 @@ import * as oidc from 'openid-client';
 import { z } from 'zod';
 import type { Fetch } from '../shared/connect.ts';
 import { writeFileAtomic } from '../shared/files.ts';
-import { HttpError, readBody, readJson, sendJson } from '../shared/http.ts';
+import { HttpError, readForm, readJson, sendJson } from '../shared/http.ts';
 
 export interface SaasAuthOptions {
   /** Where MCP clients reach this server, e.g. http://127.0.0.1:8084 (no trailing slash). */
@@ -35,7 +35,19 @@ const ACCESS_TOKEN_SECONDS = 3600;
 const REFRESH_TOKEN_SECONDS = 30 * 86_400;
 const PENDING_MS = 10 * 60_000;
 const CODE_MS = 60_000;
-const MAX_CLIENTS = 1000;
+/**
+ * Registration is open to anyone (RFC 7591 §3, as MCP clients expect), so what it can make us
+ * keep is bounded: at most MAX_CLIENTS registrations; one that never led to a sign-in expires
+ * after UNUSED_CLIENT_MS, and when the table is full the oldest unused one makes room. A
+ * registration with a grant is never evicted by others registering: a flood of registrations
+ * cannot sign anyone out. The request body and each field are bounded too (REGISTRATION_BYTES).
+ */
+export const MAX_CLIENTS = 1000;
+export const UNUSED_CLIENT_MS = 24 * 3600_000;
+const REGISTRATION_BYTES = 16 * 1024;
+const TOKEN_REQUEST_BYTES = 16 * 1024;
+/** OAuth sets no limit on `state`; clients send a few dozen characters. Held per sign-in. */
+const MAX_STATE_LENGTH = 1024;
 /** Sign-ins in progress (each lives 10 minutes): bounds what unauthenticated callers can make us hold. */
 const MAX_PENDING = 10_000;
 
@@ -69,7 +81,7 @@ const stateSchema = z.object({
 type Grant = z.infer<typeof grantSchema>;
 
 const registration = z.object({
-  redirect_uris: z.array(z.string().max(2000)).min(1).max(10),
+  redirect_uris: z.array(z.string().max(1024)).min(1).max(5),
   client_name: z.string().max(200).optional(),
   token_endpoint_auth_method: z.literal('none').optional(),
 });
@@ -190,7 +202,7 @@ export class SaasAuthorizationServer {
   }
 
   private async register(req: http.IncomingMessage, res: http.ServerResponse) {
-    const parsed = registration.safeParse(await readJson(req, 16 * 1024));
+    const parsed = registration.safeParse(await readJson(req, REGISTRATION_BYTES));
     if (!parsed.success) return sendJson(res, 400, { error: 'invalid_client_metadata' });
     const bad = parsed.data.redirect_uris.find((uri) => !acceptableRedirect(uri));
     if (bad) {
@@ -199,7 +211,12 @@ export class SaasAuthorizationServer {
         error_description: `${bad}: use https, or http on a loopback host`,
       });
     }
-    if (this.state.clients.length >= MAX_CLIENTS) this.state.clients.shift();
+    if (!this.makeRoomForClient()) {
+      return sendJson(res, 503, {
+        error: 'temporarily_unavailable',
+        error_description: 'too many registered clients; try again later',
+      });
+    }
     const client = {
       client_id: randomToken(),
       redirect_uris: parsed.data.redirect_uris,
@@ -217,6 +234,18 @@ export class SaasAuthorizationServer {
     });
   }
 
+  /** Drops expired unused registrations, then the oldest unused one if still full; false when all are in use. */
+  private makeRoomForClient(): boolean {
+    const used = new Set(this.state.grants.map((g) => g.client_id));
+    const cutoff = Date.now() - UNUSED_CLIENT_MS;
+    this.state.clients = this.state.clients.filter((c) => used.has(c.client_id) || c.created_at >= cutoff);
+    if (this.state.clients.length < MAX_CLIENTS) return true;
+    const oldestUnused = this.state.clients.findIndex((c) => !used.has(c.client_id));
+    if (oldestUnused === -1) return false;
+    this.state.clients.splice(oldestUnused, 1);
+    return true;
+  }
+
   private async authorize(res: http.ServerResponse, url: URL) {
     const q = url.searchParams;
     const client = this.state.clients.find((c) => c.client_id === q.get('client_id'));
@@ -226,8 +255,13 @@ export class SaasAuthorizationServer {
     if (!client.redirect_uris.includes(redirectUri)) {
       throw new HttpError(400, 'redirect_uri is not one the client registered');
     }
+    const clientState = q.get('state');
+    // A `state` too long to keep is not echoed back either.
+    if (clientState && clientState.length > MAX_STATE_LENGTH) {
+      return redirectTo(res, redirectUri, { error: 'invalid_request' }, this.options.publicUrl);
+    }
     const fail = (error: string) =>
-      redirectTo(res, redirectUri, { error, state: q.get('state') }, this.options.publicUrl);
+      redirectTo(res, redirectUri, { error, state: clientState }, this.options.publicUrl);
     if (q.get('response_type') !== 'code') return fail('unsupported_response_type');
     const challenge = q.get('code_challenge') ?? '';
     if (q.get('code_challenge_method') !== 'S256' || !/^[A-Za-z0-9_-]{43}$/.test(challenge)) {
@@ -247,7 +281,7 @@ export class SaasAuthorizationServer {
       client_id: client.client_id,
       redirect_uri: redirectUri,
       code_challenge: challenge,
-      state: q.get('state'),
+      state: clientState,
       verifier,
       expires: Date.now() + PENDING_MS,
     });
@@ -309,7 +343,8 @@ export class SaasAuthorizationServer {
   }
 
   private async token(req: http.IncomingMessage, res: http.ServerResponse) {
-    const form = new URLSearchParams(await readBody(req, 16 * 1024));
+    // RFC 6749 §3.2: the token request is a form post.
+    const form = await readForm(req, TOKEN_REQUEST_BYTES);
     const refuse = (error: string, status = 400) => sendJson(res, status, { error });
     const resource = form.get('resource');
     if (resource !== null && resource.replace(/\/$/, '') !== this.resource) return refuse('invalid_target');
@@ -430,11 +465,17 @@ function redirectTo(
   res.end();
 }
 
-/** https anywhere, http only on loopback (RFC 8252 §7.3); no fragments. */
+/**
+ * https anywhere, http only on loopback (RFC 8252 §7.3, §8.3); no fragment (RFC 6749 §3.1.2),
+ * no credentials, no other scheme (javascript:, data:, custom). Whitespace and control
+ * characters, which the URL parser would strip or encode, are refused: the URI we redirect to
+ * must be the one registered, and /authorize compares it exactly.
+ */
 function acceptableRedirect(uri: string): boolean {
-  if (!URL.canParse(uri)) return false;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses.
+  if (/[\s\x00-\x1f\x7f]/.test(uri) || !URL.canParse(uri)) return false;
   const url = new URL(uri);
-  if (url.hash || url.username || url.password) return false;
+  if (uri.includes('#') || url.username || url.password) return false;
   if (url.protocol === 'https:') return true;
   return url.protocol === 'http:' && ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
 }
