@@ -55,6 +55,25 @@ export async function verifyIssuedAccessToken(
   return { claims, user };
 }
 
+/**
+ * The app as it is now and the user `sub` names, unless either is gone or (decision 3)
+ * `revoke_tokens` on the app or `revoke_user` came after `token` was issued: what an engine's
+ * findAccount checks first, for either kind of issuer.
+ */
+export async function unrevokedAccount<App extends { app: { tokensRevokedAt: string | null } }>(
+  deps: { users: UserRepository; accountId: string; currentApp(): App | undefined },
+  sub: string,
+  token?: { iat?: number },
+): Promise<{ current: App; user: StoredUser } | null> {
+  const current = deps.currentApp();
+  const user = current && (await deps.users.get(deps.accountId, sub));
+  if (!current || !user) return null;
+  if (token?.iat !== undefined && revokedSince(current.app.tokensRevokedAt, user.revokedAt, token.iat)) {
+    return null;
+  }
+  return { current, user };
+}
+
 /** `Authorization: Bearer <token>` (RFC 6750 §2.1), or null. */
 export function bearerToken(header: string | undefined): string | null {
   const match = header ? /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i.exec(header) : null;
@@ -62,11 +81,7 @@ export function bearerToken(header: string | undefined): string | null {
 }
 
 /** Decision 3: revoke_tokens on the app, or the user's revocation, after `iat` (Unix seconds). */
-export function revokedSince(
-  appRevokedAt: string | null,
-  userRevokedAt: string | null,
-  iat: number,
-): boolean {
+function revokedSince(appRevokedAt: string | null, userRevokedAt: string | null, iat: number): boolean {
   const issuedMs = iat * 1000;
   return (
     (appRevokedAt !== null && Date.parse(appRevokedAt) > issuedMs) ||

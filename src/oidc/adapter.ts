@@ -9,6 +9,7 @@
 // find another app's artefacts.
 import type { Kysely } from 'kysely';
 import { sha256Hex } from '../keys/secrets.ts';
+import { type PreparedQuery, prepareQuery } from '../store/prepared-query.ts';
 import type { Database } from '../store/schema.ts';
 import type { Store } from '../store/store.ts';
 
@@ -57,16 +58,68 @@ export interface ProviderAdapter {
   revokeByGrantId(grantId: string): Promise<void>;
 }
 
+type StoredRow = Pick<OidcPayloadsTable, 'payload' | 'expires_at' | 'consumed_at'>;
+type RowSlot = 'namespace' | 'model' | 'id';
+type WriteSlot = RowSlot | 'account_id' | 'grant_id' | 'uid' | 'payload' | 'expires_at';
+
 export class OidcStorage {
   private readonly db: Kysely<Database & OidcDatabase>;
   private lastPurge = 0;
+  // The statements of every token request (find, consume, save), compiled once (prepared-query.ts).
+  private readonly findRow: PreparedQuery<RowSlot, StoredRow>;
+  private readonly consumeRow: PreparedQuery<RowSlot | 'now', unknown>;
+  private readonly upsertRow: PreparedQuery<WriteSlot, unknown>;
+  private readonly insertRowOnce: PreparedQuery<WriteSlot, unknown>;
 
   constructor(
     store: Store,
     private readonly accountId: string,
     private readonly now: () => number = Date.now,
   ) {
-    this.db = store.db.withTables<OidcDatabase>();
+    const db = store.db.withTables<OidcDatabase>();
+    this.db = db;
+    this.findRow = prepareQuery(db, (slot) =>
+      db
+        .selectFrom('oidc_payloads')
+        .select(['payload', 'expires_at', 'consumed_at'])
+        .where('namespace', '=', slot('namespace'))
+        .where('model', '=', slot('model'))
+        .where('id', '=', slot('id')),
+    );
+    this.consumeRow = prepareQuery(db, (slot) =>
+      db
+        .updateTable('oidc_payloads')
+        .set({ consumed_at: slot('now') })
+        .where('namespace', '=', slot('namespace'))
+        .where('model', '=', slot('model'))
+        .where('id', '=', slot('id'))
+        .where('consumed_at', 'is', null),
+    );
+    const insert = (slot: (name: WriteSlot) => string) =>
+      db.insertInto('oidc_payloads').values({
+        account_id: slot('account_id'),
+        namespace: slot('namespace'),
+        model: slot('model'),
+        id: slot('id'),
+        grant_id: slot('grant_id'),
+        uid: slot('uid'),
+        payload: slot('payload'),
+        expires_at: slot('expires_at'),
+        consumed_at: null,
+      });
+    this.upsertRow = prepareQuery(db, (slot) =>
+      insert(slot).onConflict((oc) =>
+        oc.columns(['namespace', 'model', 'id']).doUpdateSet({
+          grant_id: slot('grant_id'),
+          uid: slot('uid'),
+          payload: slot('payload'),
+          expires_at: slot('expires_at'),
+        }),
+      ),
+    );
+    this.insertRowOnce = prepareQuery(db, (slot) =>
+      insert(slot).onConflict((oc) => oc.columns(['namespace', 'model', 'id']).doNothing()),
+    );
   }
 
   /** oidc-provider's `adapter` factory for one provider (one namespace). */
@@ -92,20 +145,11 @@ export class OidcStorage {
       uid: typeof payload.uid === 'string' ? payload.uid : null,
       payload: JSON.stringify(rest),
       expires_at: expiresInSeconds ? now + expiresInSeconds * 1000 : null,
-      consumed_at: null,
     };
-    await this.db
-      .insertInto('oidc_payloads')
-      .values(row)
-      .onConflict((oc) =>
-        oc.columns(['namespace', 'model', 'id']).doUpdateSet({
-          grant_id: row.grant_id,
-          uid: row.uid,
-          payload: row.payload,
-          expires_at: row.expires_at,
-        }),
-      )
-      .execute();
+    // A refresh token is saved once, at creation; its value is derived from the token it
+    // rotates (src/oidc/refresh-succession.ts), so nodes racing on one rotation write the
+    // same row and the first insert stands, its consumption and expiry untouched.
+    await (model === 'RefreshToken' ? this.insertRowOnce : this.upsertRow).execute(row);
     if (now - this.lastPurge > PURGE_INTERVAL_MS) {
       this.lastPurge = now;
       await this.db.deleteFrom('oidc_payloads').where('expires_at', '<', now).execute();
@@ -113,13 +157,7 @@ export class OidcStorage {
   }
 
   async find(namespace: string, model: string, id: string): Promise<OidcPayload | undefined> {
-    const row = await this.db
-      .selectFrom('oidc_payloads')
-      .select(['payload', 'expires_at', 'consumed_at'])
-      .where('namespace', '=', namespace)
-      .where('model', '=', model)
-      .where('id', '=', sha256Hex(id))
-      .executeTakeFirst();
+    const [row] = await this.findRow.execute({ namespace, model, id: sha256Hex(id) });
     return row ? this.revive(model, row, id) : undefined;
   }
 
@@ -137,14 +175,7 @@ export class OidcStorage {
   }
 
   async consume(namespace: string, model: string, id: string): Promise<void> {
-    await this.db
-      .updateTable('oidc_payloads')
-      .set({ consumed_at: this.now() })
-      .where('namespace', '=', namespace)
-      .where('model', '=', model)
-      .where('id', '=', sha256Hex(id))
-      .where('consumed_at', 'is', null)
-      .execute();
+    await this.consumeRow.execute({ namespace, model, id: sha256Hex(id), now: this.now() });
   }
 
   async destroy(namespace: string, model: string, id: string): Promise<void> {

@@ -5,13 +5,14 @@
 // our store, signing with the account's RS256 key, RFC 9068 access tokens, code-only response
 // types, refresh-token rotation, error rendering, and the interaction policy that sends every
 // authorization through Gatehouse's own login and policy check.
-import { createHmac, type KeyObject } from 'node:crypto';
+import { createHmac, createPublicKey, type KeyObject, sign } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { KeyRing } from '../keys/keyring.ts';
 import type { MasterKey } from '../keys/master-key.ts';
 import { secretMatchesHash } from '../keys/secrets.ts';
 import type { Logger } from '../logging.ts';
 import type { OidcStorage } from './adapter.ts';
+import { deriveRefreshSuccessors, type RotatingProvider } from './refresh-succession.ts';
 
 // oidc-provider ships no types; this is the part of its surface Gatehouse uses.
 export interface OidcClientMetadata {
@@ -81,6 +82,7 @@ export interface Provider {
     find(id: string): Promise<OidcGrant | undefined>;
   };
   Client: { prototype: { compareClientSecret(this: { clientSecret: string }, actual: string): boolean } };
+  RefreshToken: RotatingProvider['RefreshToken'];
   on(event: string, listener: (...args: unknown[]) => void): void;
   use(middleware: (ctx: KoaContext, next: () => Promise<void>) => Promise<void>): void;
 }
@@ -104,6 +106,7 @@ interface OidcLibrary {
     Check: CheckConstructor;
   };
   errors: { InvalidTarget: new (description?: string) => Error };
+  ExternalSigningKey: abstract new () => { kid: string; alg: string };
 }
 let loaded: OidcLibrary | undefined;
 
@@ -236,7 +239,7 @@ export function buildProvider(spec: ProviderSpec, deps: EngineDeps): Provider {
     claims: spec.claims,
     // ID tokens carry the claims of the granted scopes, as Cloudflare's do (email, name, groups).
     conformIdTokenClaims: false,
-    jwks: { keys: [signingJwk(kid, key)] },
+    jwks: { keys: [rs256SigningKey(lib, kid, key)] },
     enabledJWA: {
       idTokenSigningAlgValues: ['RS256'],
       userinfoSigningAlgValues: ['RS256'],
@@ -254,6 +257,9 @@ export function buildProvider(spec: ProviderSpec, deps: EngineDeps): Provider {
     extraTokenClaims: (ctx: OidcContext, token: OidcToken) =>
       token.kind === 'AccessToken' ? spec.accessTokenClaims(ctx, token) : undefined,
     features: {
+      // Signing through rs256SigningKey below; the ack pins the feature's version (a new one
+      // makes oidc-provider refuse to start rather than change behaviour silently).
+      externalSigningSupport: { enabled: true, ack: 'experimental-01' },
       devInteractions: { enabled: false },
       introspection: { enabled: true },
       revocation: { enabled: true },
@@ -309,6 +315,8 @@ export function buildProvider(spec: ProviderSpec, deps: EngineDeps): Provider {
   provider.Client.prototype.compareClientSecret = function (this: { clientSecret: string }, actual: string) {
     return typeof actual === 'string' && secretMatchesHash(actual, this.clientSecret);
   };
+  // Concurrent refreshes of one token, on any node, share one successor (src/oidc/refresh-succession.ts).
+  deriveRefreshSuccessors(provider, deps.masterKey);
   // Introspection runs oidc-provider's client authentication first; it then refuses JWTs
   // (`unsupported_token_type`: it keeps no record of them). Only for an authenticated client is
   // the JWT checked here, and only a token minted for that client is reported active. What
@@ -337,8 +345,31 @@ export function buildProvider(spec: ProviderSpec, deps: EngineDeps): Provider {
   return provider;
 }
 
-function signingJwk(kid: string, key: KeyObject): Record<string, unknown> {
-  return { ...key.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' };
+/**
+ * The account's RS256 key as oidc-provider's ExternalSigningKey: JWTs (ID tokens, RFC 9068 access
+ * tokens, two per token response) are signed by node:crypto's one-shot RSASSA-PKCS1-v1_5 SHA-256
+ * instead of jose's WebCrypto path, which costs about 40 % more CPU per signature (an async job
+ * handed to the thread pool, key checks per call); bench/README.md. The same key and algorithm
+ * either way; the public half is what oidc-provider publishes and verifies with.
+ */
+function rs256SigningKey(
+  lib: OidcLibrary,
+  kid: string,
+  key: KeyObject,
+): InstanceType<OidcLibrary['ExternalSigningKey']> {
+  const publicKey = createPublicKey(key);
+  class AccountSigningKey extends lib.ExternalSigningKey {
+    keyObject(): KeyObject {
+      return publicKey;
+    }
+    sign(data: Buffer): Buffer {
+      return sign('sha256', data, key);
+    }
+  }
+  const signing = new AccountSigningKey();
+  signing.kid = kid;
+  signing.alg = 'RS256';
+  return signing;
 }
 
 /** Cookie signing keys, derived from the master key so every node agrees on them. */

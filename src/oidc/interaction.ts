@@ -3,7 +3,10 @@
 // SaaS app's own policies decide. A user they do not allow gets `access_denied` at the client's
 // redirect URI (RFC 6749 §4.1.2.1); a user allowed gets a grant for the requested scopes.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CountrySource } from '../geo/country.ts';
 import type { OrgSessions } from '../login/org-session.ts';
+import type { IdentityDecider } from '../policy-external/identity-decision.ts';
+import { certificateFacts } from '../tls/client-certificate.ts';
 import type { OidcStorage } from './adapter.ts';
 import { missingRequiredClaim } from './claims.ts';
 import { errorHtml, INTERACTION_PATH, type Provider } from './engine.ts';
@@ -11,6 +14,10 @@ import { allowedNow, rememberLogin, type SaasEntry } from './saas.ts';
 
 export interface InteractionDeps {
   orgSessions: OrgSessions;
+  /** The client's country for `geo` rules (src/geo/country.ts); null when no source is configured. */
+  country: CountrySource | null;
+  /** Identity-time decisions, external evaluation included (src/policy-external/identity-decision.ts). */
+  decide: IdentityDecider;
   storage: OidcStorage;
   /** How long the login's identity is kept for refreshes and userinfo (the refresh lifetime). */
   rememberSeconds: number;
@@ -48,7 +55,14 @@ export async function handleInteraction(
   // The browser's address now: the policies' IP rules are checked as at any Access login, and
   // the same address is used when they are evaluated again on refresh.
   const ip = req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? null;
-  if (!idpAllowed || !allowedNow(entry, session.userId, email, { identity: session.identity, ip })) {
+  const country = ip === null ? undefined : deps.country?.(ip, req.headers);
+  const login = {
+    identity: session.identity,
+    ip,
+    ...certificateFacts(req.socket, Date.now()),
+    ...(country !== undefined && { country }),
+  };
+  if (!idpAllowed || !(await allowedNow(entry, session.userId, email, login, deps.decide))) {
     await provider.interactionFinished(
       req,
       res,
@@ -70,13 +84,7 @@ export async function handleInteraction(
     );
   }
 
-  await rememberLogin(
-    deps.storage,
-    app.id,
-    session.userId,
-    { identity: session.identity, ip },
-    deps.rememberSeconds,
-  );
+  await rememberLogin(deps.storage, app.id, session.userId, login, deps.rememberSeconds);
   // Always a new grant for the user signed in now: a grant remembered by oidc-provider's
   // session may belong to whoever used this browser before.
   const grant = new provider.Grant({ accountId: session.userId, clientId: app.clientId });

@@ -11,14 +11,15 @@
 // them for linked_app_token policies offline.
 import type { LoginIdentity } from '../identity/types.ts';
 import type { KeyRing } from '../keys/keyring.ts';
-import { evaluate } from '../policy/index.ts';
+import type { RequestContext } from '../policy/types.ts';
+import type { IdentityDecider } from '../policy-external/identity-decision.ts';
 import type { SnapshotApp } from '../snapshot/snapshot.ts';
 import type { SaasApp } from '../store/repositories/apps.ts';
 import type { UserRepository } from '../store/repositories/users.ts';
-import { revokedSince, verifyIssuedAccessToken } from './access-tokens.ts';
+import { unrevokedAccount, verifyIssuedAccessToken } from './access-tokens.ts';
 import type { OidcStorage } from './adapter.ts';
 import { claimsByScope, userClaims } from './claims.ts';
-import type { OidcAccount, OidcClientMetadata, OidcContext, OidcToken, ProviderSpec } from './engine.ts';
+import type { OidcAccount, OidcClientMetadata, ProviderSpec } from './engine.ts';
 
 export type SaasEntry = SnapshotApp & { app: SaasApp };
 
@@ -33,12 +34,18 @@ export interface SaasDeps {
   storage: OidcStorage;
   /** The app as the live snapshot has it now (policies and revocations change without a rebuild). */
   currentApp(): SaasEntry | undefined;
+  /** Identity-time decisions, external evaluation included (src/policy-external/identity-decision.ts). */
+  decide: IdentityDecider;
 }
 
 /** The login a grant was made from: identity and address, for claims and re-evaluation. */
 export interface RememberedLogin {
   identity: LoginIdentity;
   ip: string | null;
+  /** The login connection's verified client certificate (src/tls/client-certificate.ts). */
+  mtls?: RequestContext['mtls'];
+  /** The login request's country from the configured source (src/geo/country.ts). */
+  country?: string;
 }
 
 export function saasIssuer(teamDomain: string, clientId: string): string {
@@ -78,23 +85,18 @@ export function saasProviderSpec(entry: SaasEntry, deps: SaasDeps): ProviderSpec
   };
   const accessTokenSeconds = unitDurationSeconds(saas.access_token_lifetime);
 
-  async function findAccount(
-    _ctx: OidcContext,
-    sub: string,
-    token?: OidcToken,
-  ): Promise<(OidcAccount & { email: string }) | undefined> {
-    const current = deps.currentApp();
-    if (!current) return undefined;
-    const user = await deps.users.get(deps.accountId, sub);
-    if (!user) return undefined;
-    // Decision 3: revoke_tokens on the app and revoke_user end what was issued before them.
-    if (token?.iat !== undefined && revokedSince(current.app.tokensRevokedAt, user.revokedAt, token.iat)) {
-      return undefined;
-    }
+  const findAccount: ProviderSpec['findAccount'] = async (_ctx, sub, token) => {
+    const found = await unrevokedAccount(deps, sub, token);
+    if (!found) return undefined;
+    const { current, user } = found;
     const login = await rememberedLogin(deps.storage, app.id, sub);
     // Cloudflare evaluates the policies again on refresh (spec §2.2): a user removed from the
     // app's policies since their login gets invalid_grant.
-    if (token?.kind === 'RefreshToken' && !allowedNow(current, user.id, user.email, login)) return undefined;
+    if (
+      token?.kind === 'RefreshToken' &&
+      !(await allowedNow(current, user.id, user.email, login, deps.decide))
+    )
+      return undefined;
     return {
       accountId: sub,
       email: user.email,
@@ -105,7 +107,7 @@ export function saasProviderSpec(entry: SaasEntry, deps: SaasDeps): ProviderSpec
           identity: login?.identity ?? null,
         }),
     };
-  }
+  };
 
   return {
     kind: 'saas',
@@ -151,11 +153,9 @@ export function saasProviderSpec(entry: SaasEntry, deps: SaasDeps): ProviderSpec
       };
     },
     async stillActive(introspection) {
-      const current = deps.currentApp();
       const { sub, iat } = introspection;
-      if (!current || typeof sub !== 'string' || typeof iat !== 'number') return false;
-      const user = await deps.users.get(deps.accountId, sub);
-      return !!user && !revokedSince(current.app.tokensRevokedAt, user.revokedAt, iat);
+      if (typeof sub !== 'string' || typeof iat !== 'number') return false;
+      return (await unrevokedAccount(deps, sub, { iat })) !== null;
     },
     async accessTokenClaims(ctx) {
       const account = ctx.oidc.account as (OidcAccount & { email?: string }) | undefined;
@@ -164,19 +164,24 @@ export function saasProviderSpec(entry: SaasEntry, deps: SaasDeps): ProviderSpec
   };
 }
 
-/** The app's policies for this user now, with the identity of their login (Allow or Bypass). */
-export function allowedNow(
+/**
+ * The app's policies for this user now, with the identity of their login (Allow or Bypass). An
+ * authorization and a refresh are identity-time checks, so external evaluation endpoints are
+ * asked here (cached briefly per user).
+ */
+export async function allowedNow(
   entry: SnapshotApp,
   userId: string,
   email: string,
   login: RememberedLogin | null,
-  now: number = Date.now(),
-): boolean {
+  decide: IdentityDecider,
+): Promise<boolean> {
   if (!entry.compiled) return false;
-  const decision = evaluate(entry.compiled, {
-    now,
+  const decision = await decide(entry.compiled, {
     identity: { ...login?.identity, email, userUid: userId },
     ...(login?.ip && { clientIp: login.ip }),
+    ...(login?.mtls && { mtls: login.mtls }),
+    ...(login?.country && { country: login.country }),
   });
   return decision.decision === 'allow' || decision.decision === 'bypass';
 }

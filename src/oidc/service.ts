@@ -6,8 +6,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { Gateway } from '../gateway.ts';
+import { createCountrySource } from '../geo/country.ts';
 import type { Logger } from '../logging.ts';
 import type { OrgSessions } from '../login/org-session.ts';
+import type { IdentityDecider } from '../policy-external/identity-decision.ts';
 import { bearerToken, verifyIssuedAccessToken } from './access-tokens.ts';
 import { OidcStorage } from './adapter.ts';
 import { claimsByScope, userClaims } from './claims.ts';
@@ -39,10 +41,12 @@ export class SaasOidcService {
   private readonly storage: OidcStorage;
   private readonly unsubscribe: (() => void)[] = [];
 
+  /** `decide`: identity-time decisions for authorizations and refreshes, external evaluation included. */
   constructor(
     private readonly gateway: Gateway,
     private readonly orgSessions: OrgSessions,
     private readonly logger: Logger,
+    private readonly decide: IdentityDecider,
   ) {
     this.storage = new OidcStorage(gateway.store, gateway.account.accountId);
     // A new signing key means new providers; a removed app's provider is dropped.
@@ -120,6 +124,8 @@ export class SaasOidcService {
       }
       return handleInteraction(built.provider, entry, uid, req, res, {
         orgSessions: this.orgSessions,
+        country: createCountrySource(this.gateway.settings),
+        decide: this.decide,
         storage: this.storage,
         rememberSeconds: unitDurationSeconds(entry.app.config.saas_app.refresh_token_options.lifetime),
       });
@@ -149,6 +155,7 @@ export class SaasOidcService {
         keys: this.gateway.keys,
         storage: this.storage,
         currentApp: () => this.gateway.snapshot.current().saasAppsByClientId.get(app.clientId),
+        decide: this.decide,
       });
       const provider = buildProvider(spec, {
         logger: this.logger,

@@ -17,6 +17,7 @@ import { type Change, type ChangeFeed, type FeedStatus, InProcessChangeFeed } fr
 import { advisoryLockKey, type FeedLogger, PostgresChangeFeed } from './changes-postgres.ts';
 import { migrationProvider } from './migrations.ts';
 import type { Database } from './schema.ts';
+import { withStatementCache } from './sqlite-statements.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 export type Tx = Transaction<Database>;
@@ -73,7 +74,9 @@ export class Store {
       } catch (error) {
         throw new StoreError(`cannot open database ${url}: ${(error as Error).message}`);
       }
-      const db = new Kysely<Database>({ dialect: new GatehouseSqliteDialect({ database }) });
+      const db = new Kysely<Database>({
+        dialect: new GatehouseSqliteDialect({ database: withStatementCache(database) }),
+      });
       return new Store(db, 'sqlite', url, changes);
     }
     if (/^postgres(ql)?:\/\//.test(url)) {
@@ -85,6 +88,10 @@ export class Store {
       // An idle client that loses its connection emits 'error' on the pool; without a listener
       // that would crash the process. The next query reconnects.
       pool.on('error', () => {});
+      // A client in use when its connection drops also emits 'error' (pg 8), besides failing its
+      // query; nobody listens on a checked-out client, so without this a database lost in the
+      // middle of a query would crash the process instead of failing that query.
+      pool.on('connect', (client) => client.on('error', () => {}));
       const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
       const changes =
         options.changes ?? new PostgresChangeFeed({ url, ...(options.log && { log: options.log }) });

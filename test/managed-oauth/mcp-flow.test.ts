@@ -7,16 +7,22 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LoginHarness, startLoginHarness } from '../login/support.ts';
+import {
+  accessLog,
+  createPinIdp,
+  createSelfHostedApp,
+  type LoginHarness,
+  startLoginHarness,
+} from '../login/support.ts';
+import { Browser } from '../support/browser.ts';
+import { TestOAuthProvider } from '../support/oauth-provider.ts';
 import {
   connectWithOAuth,
-  HostBrowser,
   loopbackFetch,
   type McpFixture,
   REDIRECT_URI,
   scriptedBrowser,
   startMcpFixture,
-  TestOAuthProvider,
 } from './support.ts';
 
 const kind = process.env.GATEHOUSE_TEST_DATABASE_URL ? 'postgres' : 'sqlite';
@@ -42,39 +48,27 @@ beforeAll(async () => {
   otherHost = `other.localhost:${h.port}`;
   local = loopbackFetch();
   fixture = await startMcpFixture(h.url, () => mcpAud);
-  const pin = await h.api('POST', '/identity_providers', { name: 'PIN', type: 'onetimepin', config: {} });
-  idp = pin.body.result.id;
+  idp = await createPinIdp(h);
   const alice = {
     name: 'alice only',
     decision: 'allow',
     include: [{ email: { email: 'alice@example.com' } }],
   };
-  const mcp = await h.api('POST', '/apps', {
-    type: 'self_hosted',
+  const mcp = await createSelfHostedApp(h, 'mcp.localhost', {
     name: 'MCP server',
-    domain: 'mcp.localhost',
     policies: [alice],
     oauth_configuration: managed,
   });
-  expect(mcp.status).toBe(201);
-  mcpAud = mcp.body.result.aud;
-  mcpId = mcp.body.result.id;
-  const other = await h.api('POST', '/apps', {
-    type: 'self_hosted',
-    name: 'Other MCP server',
-    domain: 'other.localhost',
-    policies: [alice],
-    oauth_configuration: managed,
-  });
-  expect(other.status).toBe(201);
-  otherAud = other.body.result.aud;
-  const plain = await h.api('POST', '/apps', {
-    type: 'self_hosted',
-    name: 'Plain app',
-    domain: 'plain.localhost',
-    policies: [alice],
-  });
-  expect(plain.status).toBe(201);
+  mcpAud = mcp.aud;
+  mcpId = mcp.id;
+  otherAud = (
+    await createSelfHostedApp(h, 'other.localhost', {
+      name: 'Other MCP server',
+      policies: [alice],
+      oauth_configuration: managed,
+    })
+  ).aud;
+  await createSelfHostedApp(h, 'plain.localhost', { name: 'Plain app', policies: [alice] });
   const service = `http://127.0.0.1:${fixture.port}`;
   await h.gateway.gateway.repos.ingress.replace(h.gateway.gateway.account.accountId, [
     { hostname: 'mcp.localhost', service },
@@ -100,9 +94,26 @@ async function json(url: string, init: RequestInit = {}) {
   return { status: response.status, headers: response.headers, body: text ? JSON.parse(text) : null };
 }
 
+/** A refresh_token grant at the MCP app's issuer, for `resource` when given. */
+function refreshGrant(refreshToken: string, clientId: string, resource?: string) {
+  return json(`${issuer(mcpHost)}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'refresh_token',
+      refresh_token: refreshToken,
+      client_id: clientId,
+      ...(resource !== undefined && { resource }),
+    }).toString(),
+  });
+}
+
 /** A full SDK login for `email`; returns the provider (tokens, client) and the connected client. */
 async function login(email: string) {
-  const provider = new TestOAuthProvider(scriptedBrowser(h, idp, email, local.fetch));
+  const provider = new TestOAuthProvider({
+    browse: scriptedBrowser(h, idp, email),
+    redirectUris: [REDIRECT_URI],
+  });
   const client = await connectWithOAuth(mcpUrl(), provider, local.fetch);
   return { provider, client };
 }
@@ -247,34 +258,14 @@ describe('the MCP SDK client completes managed OAuth', () => {
 
   it('rotates refresh tokens, and refuses to refresh for a resource that is not the app', async () => {
     const clientId = provider.client!.client_id;
-    const refresh = async (refreshToken: string) =>
-      json(`${issuer(mcpHost)}/token`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({
-          grant_type: 'refresh_token',
-          refresh_token: refreshToken,
-          client_id: clientId,
-          resource: `http://${mcpHost}/mcp`,
-        }).toString(),
-      });
     const first = provider.saved!.refresh_token!;
-    const rotated = await refresh(first);
+    const rotated = await refreshGrant(first, clientId, `http://${mcpHost}/mcp`);
     expect(rotated.status).toBe(200);
     expect(rotated.body.refresh_token).toBeTruthy();
     expect(rotated.body.refresh_token).not.toBe(first);
     expect(decodeJwt(rotated.body.access_token).aud).toBe(mcpAud);
     // A resource that is not this app: invalid_target.
-    const elsewhere = await json(`${issuer(mcpHost)}/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        grant_type: 'refresh_token',
-        refresh_token: rotated.body.refresh_token,
-        client_id: clientId,
-        resource: `http://${otherHost}/mcp`,
-      }).toString(),
-    });
+    const elsewhere = await refreshGrant(rotated.body.refresh_token, clientId, `http://${otherHost}/mcp`);
     expect(elsewhere.status).toBe(400);
     expect(elsewhere.body.error).toBe('invalid_target');
   });
@@ -304,15 +295,7 @@ describe('revocation', () => {
     const refused = await call();
     expect(refused.status).toBe(401);
     expect(refused.headers.get('www-authenticate')).toContain('error="invalid_token"');
-    const refreshed = await json(`${issuer(mcpHost)}/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        grant_type: 'refresh_token',
-        refresh_token: provider.saved!.refresh_token!,
-        client_id: provider.client!.client_id,
-      }).toString(),
-    });
+    const refreshed = await refreshGrant(provider.saved!.refresh_token!, provider.client!.client_id);
     expect(refreshed.body.error).toBe('invalid_grant');
     // Revocation compares whole seconds of `iat` conservatively: a code issued in the same second
     // as revoke_tokens is refused too. The next login must start in a later second.
@@ -342,33 +325,23 @@ describe('policies after the grant', () => {
     });
     expect(call.status).toBe(401);
     expect(call.headers.get('www-authenticate')).toContain('error="invalid_token"');
-    const refreshed = await json(`${issuer(mcpHost)}/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        grant_type: 'refresh_token',
-        refresh_token: provider.saved!.refresh_token!,
-        client_id: provider.client!.client_id,
-      }).toString(),
-    });
+    const refreshed = await refreshGrant(provider.saved!.refresh_token!, provider.client!.client_id);
     expect(refreshed.body.error).toBe('invalid_grant');
   });
 });
 
 describe('refusals', () => {
   it('answers access_denied to a user the app policy does not allow', async () => {
-    const provider = new TestOAuthProvider(scriptedBrowser(h, idp, 'bob@example.com', local.fetch));
+    const provider = new TestOAuthProvider({
+      browse: scriptedBrowser(h, idp, 'bob@example.com'),
+      redirectUris: [REDIRECT_URI],
+    });
     await expect(connectWithOAuth(mcpUrl(), provider, local.fetch)).rejects.toThrow(/access_denied/);
     expect(provider.callback?.searchParams.get('error')).toBe('access_denied');
     expect(provider.callback?.searchParams.get('iss')).toBe(issuer(mcpHost));
     expect(provider.saved).toBeUndefined();
     // The authentication log records the refusal for the app (spec §6).
-    const rows = await h.gateway.gateway.store.db
-      .selectFrom('access_requests')
-      .selectAll()
-      .where('user_email', '=', 'bob@example.com')
-      .where('app_uid', '=', mcpId)
-      .execute();
+    const rows = (await accessLog(h, 'bob@example.com')).filter((row) => row.app_uid === mcpId);
     expect(rows.map((row) => Boolean(row.allowed))).toEqual([false]);
   });
 
@@ -384,9 +357,10 @@ describe('refusals', () => {
     });
     expect(response.status).toBe(400);
     expect(response.body.error).toBe('invalid_redirect_uri');
-    const provider = new TestOAuthProvider(scriptedBrowser(h, idp, 'alice@example.com', local.fetch), [
-      'https://evil.example/cb',
-    ]);
+    const provider = new TestOAuthProvider({
+      browse: scriptedBrowser(h, idp, 'alice@example.com'),
+      redirectUris: ['https://evil.example/cb'],
+    });
     await expect(connectWithOAuth(mcpUrl(), provider, local.fetch)).rejects.toThrow();
     expect(provider.client).toBeUndefined();
   });
@@ -422,14 +396,14 @@ describe('refusals', () => {
       state: 'xyz',
       resource: `http://${otherHost}/mcp`,
     }).toString();
-    const answer = await new HostBrowser(local.fetch).request(authorize.href);
+    const answer = await new Browser(h.port).request(authorize.href);
     expect(answer.status).toBe(303);
     const back = new URL(answer.location!);
     expect(back.searchParams.get('error')).toBe('invalid_target');
     // Without PKCE: refused too (OAuth 2.1).
     authorize.searchParams.delete('code_challenge');
     authorize.searchParams.set('resource', `http://${mcpHost}/mcp`);
-    const noPkce = await new HostBrowser(local.fetch).request(authorize.href);
+    const noPkce = await new Browser(h.port).request(authorize.href);
     expect(new URL(noPkce.location!).searchParams.get('error')).toBe('invalid_request');
   });
 });

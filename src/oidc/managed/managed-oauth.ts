@@ -10,19 +10,27 @@
 // - accepts the issuer's access tokens (RFC 9068 JWTs, `aud` = the app's AUD) offline, for this
 //   app only, re-checks the app's policies per request like a session, and sends the origin the
 //   normal `Cf-Access-Jwt-Assertion`;
-// - gives the proxy the `WWW-Authenticate` challenge for its 401s (RFC 9728 §5.1).
+// - gives the proxy the `WWW-Authenticate` challenge for its 401s (RFC 9728 §5.1);
+// - does the same for WebSocket upgrades (the hook gets no response object then: it only grants,
+//   refuses or leaves the decision to the proxy);
+// - for a path-scoped app (`mcp.example.com/mcp`) mounts the issuer under the app's path, so
+//   each app on a host has its own (metadata.ts).
 import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { Gateway } from '../../gateway.ts';
+import { createCountrySource } from '../../geo/country.ts';
 import { mintJwt, TokenError, verifyJwt } from '../../keys/jwt.ts';
 import { orgSessions } from '../../login/org-session.ts';
 import { appServesHost, parseAppHost } from '../../login/redirects.ts';
-import { evaluate } from '../../policy/index.ts';
+import { auditTrace } from '../../policy/index.ts';
+import type { IdentityDecider } from '../../policy-external/identity-decision.ts';
 import { AssertionMinter } from '../../proxy/assertion.ts';
 import type { ProxyApp } from '../../proxy/config.ts';
 import type { ManagedOAuthOutcome, ManagedOAuthRequest } from '../../proxy/proxy.ts';
+import { jsonReply, type Reply } from '../../proxy/replies.ts';
 import { hasDuplicateMembers } from '../../proxy/tokens.ts';
+import { certificateFacts } from '../../tls/client-certificate.ts';
 import { buildProvider, INTERACTION_PATH, type Provider, ROUTES } from '../engine.ts';
 import { rememberLogin } from '../saas.ts';
 import { ClientMetadataFetcher, type ClientMetadataFetcherOptions } from './client-metadata-document.ts';
@@ -39,6 +47,7 @@ import {
 } from './metadata.ts';
 import { checkRegistration } from './registration-policy.ts';
 import {
+  appServesMount,
   grantSeconds,
   isManaged,
   type ManagedEntry,
@@ -55,6 +64,8 @@ const MAX_REGISTRATION_BYTES = 16 * 1024;
 const MAX_PROVIDERS = 500;
 const UID = /^[A-Za-z0-9_-]{10,64}$/;
 const APP_ID = /^[0-9a-f-]{36}$/;
+/** A path-scoped app's mount as the team-domain step receives it back (routing's entry path). */
+const MOUNT = /^(\/[A-Za-z0-9._~*-]{1,128}){1,16}$/;
 const BEARER = /^Bearer[ \t]+([A-Za-z0-9._~+/-]+=*)[ \t]*$/i;
 
 interface VerifiedAccess {
@@ -82,8 +93,10 @@ export class ManagedOAuth {
   private readonly now: () => number;
   private readonly stopKeys: () => void;
 
+  /** `decide`: identity-time decisions for authorizations and refreshes, external evaluation included. */
   constructor(
     private readonly gateway: Gateway,
+    private readonly decide: IdentityDecider,
     options: ManagedOAuthOptions = {},
   ) {
     this.teamDomain = gateway.settings.teamDomain;
@@ -118,41 +131,41 @@ export class ManagedOAuth {
       // (decision 4), and not valid here (RFC 8707). Anything else in Authorization is the origin's.
       const foreign = managedBearer(request.authorization);
       if (foreign === null || !(await this.signedHere(foreign))) return null;
-      return answered(
-        res,
-        401,
-        JSON.stringify({ error: 'invalid_token', message: 'the access token is not valid here' }),
-        {
-          ...JSON_HEADERS,
-          'www-authenticate': 'Bearer error="invalid_token"',
-        },
-      );
+      return refused(tokenRefusal('Bearer error="invalid_token"'));
     }
     const origin = appOrigin(this.scheme, request.host);
+    const mount = request.appPath;
+    const issuer = issuerFor(origin, mount);
+    const issuerPath = `${mount}${ISSUER_PATH}`;
     const challenge = (error: 'invalid_token' | null) => bearerChallenge(origin, path, error, RESOURCE_SCOPE);
 
     const resource = resourceForMetadataPath(origin, path);
-    if (resource !== null) {
+    const asMetadata = path === AS_METADATA_PATH || path === `${AS_METADATA_PATH}${issuerPath}`;
+    const issuerEndpoint = path === issuerPath || path.startsWith(`${issuerPath}/`);
+    // Documents and the issuer are plain HTTP resources: a WebSocket handshake has no business there.
+    if (res === null) {
+      if (resource !== null || asMetadata || issuerEndpoint) {
+        return refused(jsonReply(400, { error: 'invalid_request', message: 'not a WebSocket endpoint' }));
+      }
+    } else if (resource !== null) {
       if (req.method === 'OPTIONS') return answered(res, 204, '', corsHeaders());
       const document = protectedResourceMetadata({
         resource,
-        issuer: issuerFor(origin),
+        issuer,
         name: entry.app.name,
         scope: RESOURCE_SCOPE,
       });
       return answered(res, 200, JSON.stringify(document), { ...corsHeaders(), ...JSON_HEADERS });
-    }
-    if (path === AS_METADATA_PATH || path === `${AS_METADATA_PATH}${ISSUER_PATH}`) {
+    } else if (asMetadata) {
       if (req.method === 'OPTIONS') return answered(res, 204, '', corsHeaders());
       const document = authorizationServerMetadata({
-        issuer: issuerFor(origin),
+        issuer,
         registration: entry.app.config.oauth_configuration.dynamic_client_registration.enabled,
         scope: RESOURCE_SCOPE,
       });
       return answered(res, 200, JSON.stringify(document), { ...corsHeaders(), ...JSON_HEADERS });
-    }
-    if (path === ISSUER_PATH || path.startsWith(`${ISSUER_PATH}/`)) {
-      await this.issuerRequest(entry, origin, request);
+    } else if (issuerEndpoint) {
+      await this.issuerRequest(entry, origin, mount, { ...request, res });
       return { kind: 'answered' };
     }
 
@@ -160,15 +173,7 @@ export class ManagedOAuth {
     if (token === null) return { kind: 'continue', challenge };
     const access = await this.verify(entry, token);
     if (!access || request.revoked({ iat: access.iat, sub: access.sub })) {
-      return answered(
-        res,
-        401,
-        JSON.stringify({ error: 'invalid_token', message: 'the access token is not valid here' }),
-        {
-          ...JSON_HEADERS,
-          'www-authenticate': challenge('invalid_token'),
-        },
-      );
+      return refused(tokenRefusal(challenge('invalid_token')));
     }
     const decision =
       access.policyId !== null && access.precedence !== null
@@ -176,6 +181,8 @@ export class ManagedOAuth {
             {
               now: this.now(),
               clientIp: request.clientIp,
+              ...(request.country !== undefined && { country: request.country }),
+              ...certificateFacts(request.req.socket, this.now()),
               identity: { ...(access.email !== null && { email: access.email }), userUid: access.sub },
             },
             { policyId: access.policyId, precedence: access.precedence },
@@ -183,17 +190,17 @@ export class ManagedOAuth {
         : null;
     // The token no longer proves enough (its policy is gone or moved): authorize again.
     if (decision === null) {
-      return answered(res, 401, JSON.stringify({ error: 'invalid_token', message: 'authorize again' }), {
-        ...JSON_HEADERS,
-        'www-authenticate': challenge('invalid_token'),
-      });
+      return refused(
+        jsonReply(
+          401,
+          { error: 'invalid_token', message: 'authorize again' },
+          { 'www-authenticate': challenge('invalid_token') },
+        ),
+      );
     }
     if (decision.decision !== 'allow' && decision.decision !== 'bypass') {
-      return answered(
-        res,
-        403,
-        JSON.stringify({ error: 'access_denied', message: 'no Access policy allows this request' }),
-        JSON_HEADERS,
+      return refused(
+        jsonReply(403, { error: 'access_denied', message: 'no Access policy allows this request' }),
       );
     }
     return {
@@ -210,7 +217,7 @@ export class ManagedOAuth {
     return async (app: FastifyInstance) => {
       app.get(TEAM_AUTHORIZE_PATH, async (request, reply) => {
         const query = request.query as Record<string, unknown>;
-        const { app: appId, host: hostParam, uid } = query;
+        const { app: appId, host: hostParam, uid, path: mountParam = '' } = query;
         const host = typeof hostParam === 'string' ? parseAppHost(hostParam, teamPort) : null;
         const entry =
           typeof appId === 'string' && APP_ID.test(appId)
@@ -221,7 +228,10 @@ export class ManagedOAuth {
           typeof uid !== 'string' ||
           !UID.test(uid) ||
           !isManaged(entry) ||
-          !appServesHost(entry.app, host.hostname)
+          !appServesHost(entry.app, host.hostname) ||
+          typeof mountParam !== 'string' ||
+          (mountParam !== '' &&
+            !(MOUNT.test(mountParam) && appServesMount(entry.app, host.hostname, mountParam)))
         ) {
           return reply
             .code(400)
@@ -230,7 +240,7 @@ export class ManagedOAuth {
         }
         const session = await sessions.current({ cookie: request.headers.cookie });
         if (!session) {
-          const back = `${TEAM_AUTHORIZE_PATH}?${new URLSearchParams({ app: appId as string, host: host.host, uid })}`;
+          const back = `${TEAM_AUTHORIZE_PATH}?${teamAuthorizeQuery(appId as string, host.host, mountParam, uid)}`;
           return reply
             .code(302)
             .header('cache-control', 'no-store')
@@ -238,11 +248,16 @@ export class ManagedOAuth {
             .send();
         }
         const ip = request.ip.replace(/^::ffff:/, '');
+        const certificate = certificateFacts(request.raw.socket, this.now());
+        const country = createCountrySource(this.gateway.settings)?.(ip, request.headers);
+        const geo = country === undefined ? {} : { country };
+        // An identity-time decision: external evaluation endpoints are asked here.
         const decision = entry.compiled
-          ? evaluate(entry.compiled, {
-              now: this.now(),
+          ? await this.decide(entry.compiled, {
               identity: { ...session.identity, userUid: session.userId },
               clientIp: ip,
+              ...certificate,
+              ...geo,
             })
           : null;
         const allowed = decision?.decision === 'allow';
@@ -254,6 +269,8 @@ export class ManagedOAuth {
           userEmail: session.email,
           userId: session.userId,
           ipAddress: ip,
+          country: country ?? null,
+          policyTrace: decision && auditTrace(decision),
           appUid: entry.app.id,
           appDomain: host.host,
           appType: entry.app.type,
@@ -266,17 +283,17 @@ export class ManagedOAuth {
             this.storage,
             entry.app.id,
             session.userId,
-            { identity: session.identity, ip },
+            { identity: session.identity, ip, ...certificate, ...geo },
             grantSeconds(entry.app),
           );
         }
-        const origin = appOrigin(this.scheme, host.host);
+        const interaction = interactionUrl(issuerFor(appOrigin(this.scheme, host.host), mountParam), uid);
         const result = await mintJwt(
           this.gateway.keys,
-          { aud: interactionAudience(origin, uid), sub: session.userId, outcome: allowed ? 'allow' : 'deny' },
+          { aud: interaction, sub: session.userId, outcome: allowed ? 'allow' : 'deny' },
           { issuer: this.teamDomain, expiresAt: Math.floor(this.now() / 1000) + RESULT_SECONDS },
         );
-        const back = `${origin}${ISSUER_PATH}${INTERACTION_PATH}${uid}/complete?${new URLSearchParams({ result })}`;
+        const back = `${interaction}/complete?${new URLSearchParams({ result })}`;
         return reply.code(302).header('cache-control', 'no-store').header('location', back).send();
       });
     };
@@ -285,24 +302,26 @@ export class ManagedOAuth {
   private async issuerRequest(
     entry: ManagedEntry,
     origin: string,
-    request: ManagedOAuthRequest,
+    mount: string,
+    request: HttpRequest,
   ): Promise<void> {
     const { req, res, path } = request;
-    const provider = this.providerFor(entry, origin);
-    const interaction = path.startsWith(`${ISSUER_PATH}${INTERACTION_PATH}`)
-      ? path.slice(`${ISSUER_PATH}${INTERACTION_PATH}`.length).split('/')
+    const provider = this.providerFor(entry, origin, mount);
+    const issuerPath = `${mount}${ISSUER_PATH}`;
+    const interaction = path.startsWith(`${issuerPath}${INTERACTION_PATH}`)
+      ? path.slice(`${issuerPath}${INTERACTION_PATH}`.length).split('/')
       : null;
     if (interaction && req.method === 'GET') {
       const [uid, step] = interaction;
       if (uid && UID.test(uid) && step === undefined)
-        return this.startInteraction(entry, provider, request, uid);
+        return this.startInteraction(entry, provider, request, mount, uid);
       if (uid && UID.test(uid) && step === 'complete' && interaction.length === 2) {
-        return this.completeInteraction(provider, origin, request, uid);
+        return this.completeInteraction(provider, issuerFor(origin, mount), request, uid);
       }
       answered(res, 404, 'Not found\n', TEXT_HEADERS);
       return;
     }
-    if (path === `${ISSUER_PATH}${REGISTRATION_ROUTE}` && req.method === 'POST') {
+    if (path === `${issuerPath}${REGISTRATION_ROUTE}` && req.method === 'POST') {
       const refused = await this.precheckRegistration(entry, req);
       if (refused) {
         answered(res, 400, JSON.stringify(refused), JSON_HEADERS);
@@ -310,14 +329,14 @@ export class ManagedOAuth {
       }
     }
     let url = req.url ?? '';
-    if (!url.startsWith(ISSUER_PATH)) {
+    if (!url.startsWith(issuerPath)) {
       answered(res, 404, 'Not found\n', TEXT_HEADERS);
       return;
     }
-    if (path === `${ISSUER_PATH}${ROUTES.authorization}`) url = withDefaultScope(url);
+    if (path === `${issuerPath}${ROUTES.authorization}`) url = withDefaultScope(url);
     // Mount at the issuer's path: oidc-provider reads its mount point from `originalUrl`.
     (req as http.IncomingMessage & { originalUrl?: string }).originalUrl = url;
-    req.url = url.slice(ISSUER_PATH.length) || '/';
+    req.url = url.slice(issuerPath.length) || '/';
     await provider.callback()(req, res);
   }
 
@@ -325,7 +344,8 @@ export class ManagedOAuth {
   private async startInteraction(
     entry: ManagedEntry,
     provider: Provider,
-    request: ManagedOAuthRequest,
+    request: HttpRequest,
+    mount: string,
     uid: string,
   ) {
     const { req, res } = request;
@@ -333,26 +353,16 @@ export class ManagedOAuth {
       const details = await provider.interactionDetails(req, res);
       if (details.uid !== uid) throw new Error('interaction mismatch');
     } catch {
-      answered(
-        res,
-        400,
-        'This authorization has expired. Start again from your application.\n',
-        TEXT_HEADERS,
-      );
+      authorizationExpired(res);
       return;
     }
     const target = new URL(TEAM_AUTHORIZE_PATH, this.teamDomain);
-    target.search = new URLSearchParams({ app: entry.app.id, host: request.host, uid }).toString();
+    target.search = teamAuthorizeQuery(entry.app.id, request.host, mount, uid);
     answered(res, 302, '', { location: target.href, 'cache-control': 'no-store' });
   }
 
   /** Back from the team domain with its signed result: finish with a grant, or access_denied. */
-  private async completeInteraction(
-    provider: Provider,
-    origin: string,
-    request: ManagedOAuthRequest,
-    uid: string,
-  ) {
+  private async completeInteraction(provider: Provider, issuer: string, request: HttpRequest, uid: string) {
     const { req, res } = request;
     const result = new URLSearchParams(request.query.replace(/^\?/, '')).get('result');
     let claims: { sub: string; outcome: unknown };
@@ -361,19 +371,14 @@ export class ManagedOAuth {
       if (!result) throw new TokenError('no result');
       ({ payload: claims } = (await verifyJwt(this.gateway.keys, result, {
         issuer: this.teamDomain,
-        audience: interactionAudience(origin, uid),
+        audience: interactionUrl(issuer, uid),
         requiredClaims: ['sub', 'outcome'],
       })) as unknown as { payload: { sub: string; outcome: unknown } });
       // The interaction cookie ties this to the browser that started the authorization.
       details = await provider.interactionDetails(req, res);
       if (details.uid !== uid) throw new TokenError('interaction mismatch');
     } catch {
-      answered(
-        res,
-        400,
-        'This authorization has expired. Start again from your application.\n',
-        TEXT_HEADERS,
-      );
+      authorizationExpired(res);
       return;
     }
     if (claims.outcome !== 'allow') {
@@ -391,7 +396,9 @@ export class ManagedOAuth {
     for (const scope of ['openid', 'offline_access']) if (requested.has(scope)) grant.addOIDCScope(scope);
     // The app is one resource: the scope is all of it (spec.ts RESOURCE_SCOPE).
     const resource = details.params.resource;
-    grant.addResourceScope(typeof resource === 'string' ? resource : origin, RESOURCE_SCOPE);
+    // Without one, the app at the issuer's origin and path (spec.ts defaultResource).
+    const appResource = issuer.slice(0, -ISSUER_PATH.length);
+    grant.addResourceScope(typeof resource === 'string' ? resource : appResource, RESOURCE_SCOPE);
     const grantId = await grant.save();
     await provider.interactionFinished(
       req,
@@ -436,13 +443,13 @@ export class ManagedOAuth {
     return null;
   }
 
-  private providerFor(entry: ManagedEntry, origin: string): Provider {
-    const key = `${entry.app.id}\n${origin}`;
+  private providerFor(entry: ManagedEntry, origin: string, mount: string): Provider {
+    const key = `${entry.app.id}\n${origin}${mount}`;
     const version = `${entry.app.updatedAt}\n${this.gateway.keys.signingKey().kid}`;
     const cached = this.providers.get(key);
     if (cached?.version === version) return cached.provider;
     const appId = entry.app.id;
-    const spec = managedProviderSpec(entry, origin, {
+    const spec = managedProviderSpec(entry, origin, mount, {
       accountId: this.gateway.account.accountId,
       users: this.gateway.repos.users,
       storage: this.storage,
@@ -450,6 +457,7 @@ export class ManagedOAuth {
         const current = this.gateway.snapshot.current().appsById.get(appId);
         return isManaged(current) ? current : undefined;
       },
+      decide: this.decide,
     });
     const provider = buildProvider(spec, {
       keys: this.gateway.keys,
@@ -479,10 +487,13 @@ export class ManagedOAuth {
     const iss = unverifiedIssuer(token);
     if (!iss || !URL.canParse(iss)) return null;
     const issuerUrl = new URL(iss);
+    // `<app origin>[<app path>]/cdn-cgi/access/oauth`, at one of the app's hosts (and paths).
+    const mount = iss.slice(issuerUrl.origin.length, iss.length - ISSUER_PATH.length);
     if (
       issuerUrl.protocol !== `${this.scheme}:` ||
-      iss !== issuerFor(issuerUrl.origin) ||
-      !resourceBelongsTo(entry.app, issuerUrl.origin, issuerUrl.origin)
+      iss !== issuerFor(issuerUrl.origin, mount) ||
+      !resourceBelongsTo(entry.app, issuerUrl.origin, issuerUrl.origin) ||
+      (mount !== '' && !appServesMount(entry.app, issuerUrl.hostname, mount))
     ) {
       return null;
     }
@@ -544,6 +555,9 @@ export class ManagedOAuth {
   }
 }
 
+/** A request the hook may answer itself (not a WebSocket upgrade). */
+type HttpRequest = ManagedOAuthRequest & { res: http.ServerResponse };
+
 const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
 const TEXT_HEADERS = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' };
 
@@ -580,8 +594,31 @@ function withDefaultScope(url: string): string {
   return `${url.slice(0, question)}?${params}`;
 }
 
-function interactionAudience(origin: string, uid: string): string {
-  return `${origin}${ISSUER_PATH}${INTERACTION_PATH}${uid}`;
+/** An interaction's URL at its issuer: the audience of the team domain's signed result. */
+function interactionUrl(issuer: string, uid: string): string {
+  return `${issuer}${INTERACTION_PATH}${uid}`;
+}
+
+/** The team-domain step's query: the app, the host (and path) the authorization started at. */
+function teamAuthorizeQuery(appId: string, host: string, mount: string, uid: string): string {
+  return new URLSearchParams({ app: appId, host, ...(mount !== '' && { path: mount }), uid }).toString();
+}
+
+function authorizationExpired(res: http.ServerResponse): void {
+  answered(res, 400, 'This authorization has expired. Start again from your application.\n', TEXT_HEADERS);
+}
+
+/** A refused token: 401 `invalid_token` with the app's challenge (RFC 6750 §3.1, RFC 9728 §5.1). */
+function tokenRefusal(challenge: string): Reply {
+  return jsonReply(
+    401,
+    { error: 'invalid_token', message: 'the access token is not valid here' },
+    { 'www-authenticate': challenge },
+  );
+}
+
+function refused(reply: Reply): ManagedOAuthOutcome {
+  return { kind: 'refused', reply };
 }
 
 /** The bearer token when it looks like one of managed OAuth's (an `at+jwt` of an app issuer). */

@@ -6,22 +6,26 @@
 //   (where clients look first for an issuer with a path) and, as Cloudflare serves it, at the root;
 // - the RFC 6750 §3 / RFC 9728 §5.1 challenge of a 401.
 // The issuer lives under `/cdn-cgi/access/`, which Access reserves on every app host, so its
-// endpoints never collide with the origin's own paths.
+// endpoints never collide with the origin's own paths. A path-scoped app (`mcp.example.com/mcp`)
+// has its issuer under its path (`<origin>/mcp/cdn-cgi/access/oauth`): every app on a host keeps
+// an issuer of its own, and the path-inserted documents name the app by that path.
+
+import { PRM_PATH } from '../../proxy/managed-routing.ts';
 import { ROUTES } from '../engine.ts';
 
 export const ISSUER_PATH = '/cdn-cgi/access/oauth';
 /** oidc-provider's default registration route (RFC 7591 endpoint), under the issuer. */
 export const REGISTRATION_ROUTE = '/reg';
-export const PRM_PATH = '/.well-known/oauth-protected-resource';
-export const AS_METADATA_PATH = '/.well-known/oauth-authorization-server';
+export { AS_METADATA_PATH, PRM_PATH } from '../../proxy/managed-routing.ts';
 
 /** The app host's origin as clients see it: the deployment's scheme and the request's Host. */
 export function appOrigin(scheme: 'http' | 'https', host: string): string {
   return `${scheme}://${host}`;
 }
 
-export function issuerFor(origin: string): string {
-  return `${origin}${ISSUER_PATH}`;
+/** The issuer of the app mounted at `mount` (its path, '' for a whole host) on `origin`. */
+export function issuerFor(origin: string, mount = ''): string {
+  return `${origin}${mount}${ISSUER_PATH}`;
 }
 
 /**

@@ -12,14 +12,15 @@
 //   engine; a refresh re-runs the app's policies (spec §2.5 "refreshing re-runs the policies").
 
 import { appServesHost } from '../../login/redirects.ts';
-import { evaluate, parseGoDuration } from '../../policy/index.ts';
+import { parseGoDuration } from '../../policy/index.ts';
 import type { Decision } from '../../policy/types.ts';
+import type { IdentityDecider } from '../../policy-external/identity-decision.ts';
 import type { SnapshotApp } from '../../snapshot/snapshot.ts';
 import type { OAuthConfiguration, SelfHostedApp } from '../../store/repositories/apps.ts';
 import type { UserRepository } from '../../store/repositories/users.ts';
-import { revokedSince } from '../access-tokens.ts';
+import { unrevokedAccount } from '../access-tokens.ts';
 import type { OidcStorage } from '../adapter.ts';
-import type { OidcAccount, OidcContext, OidcToken, ProviderSpec } from '../engine.ts';
+import type { OidcAccount, ProviderSpec } from '../engine.ts';
 import { type RememberedLogin, rememberedLogin, unitDurationSeconds } from '../saas.ts';
 import { issuerFor } from './metadata.ts';
 
@@ -43,6 +44,8 @@ export interface ManagedDeps {
   storage: OidcStorage;
   /** The app as the live snapshot has it now (policies and revocations change without a rebuild). */
   currentApp(): ManagedEntry | undefined;
+  /** Identity-time decisions, external evaluation included (src/policy-external/identity-decision.ts). */
+  decide: IdentityDecider;
 }
 
 /** Whether a snapshot entry is a self-hosted app with managed OAuth turned on. */
@@ -67,18 +70,48 @@ export function resourceBelongsTo(app: SelfHostedApp, origin: string, resource: 
   );
 }
 
-/** The decision for a user now, with the identity of their login (as the login decided it). */
+/**
+ * Whether `mount` (a path such as `/mcp`, as routing names the matched entry) is the path of one
+ * of the app's destinations on `hostname`: a path-scoped app's issuer lives under it.
+ */
+export function appServesMount(app: SelfHostedApp, hostname: string, mount: string): boolean {
+  const wanted = mount.toLowerCase();
+  const labels = hostname.toLowerCase().split('.');
+  return app.config.destinations.some((destination) => {
+    const slash = destination.indexOf('/');
+    const pattern = (slash === -1 ? destination : destination.slice(0, slash)).toLowerCase().split('.');
+    const path = slash === -1 ? '' : destination.slice(slash).split('?')[0]!.toLowerCase();
+    const segments = path
+      .split('/')
+      .filter((segment) => segment !== '')
+      .map((segment) => `/${segment}`)
+      .join('');
+    return (
+      segments === wanted &&
+      pattern.length === labels.length &&
+      pattern.every((label, i) => label === '*' || label === labels[i])
+    );
+  });
+}
+
+/**
+ * The decision for a user now, with the identity of their login (as the login decided it). A
+ * refresh and a token's claims are identity-time checks, so external evaluation endpoints are
+ * asked here (cached briefly per user), as for SaaS apps.
+ */
 export function decideFor(
   entry: SnapshotApp,
   userId: string,
   email: string,
   login: RememberedLogin | null,
-): Decision {
-  if (!entry.compiled) return { decision: 'deny', policy: null, trace: null };
-  return evaluate(entry.compiled, {
-    now: Date.now(),
+  decide: IdentityDecider,
+): Promise<Decision> {
+  if (!entry.compiled) return Promise.resolve({ decision: 'deny', policy: null, trace: null });
+  return decide(entry.compiled, {
     identity: { ...login?.identity, email, userUid: userId },
     ...(login?.ip && { clientIp: login.ip }),
+    ...(login?.mtls && { mtls: login.mtls }),
+    ...(login?.country && { country: login.country }),
   });
 }
 
@@ -90,33 +123,31 @@ export function grantSeconds(app: ManagedEntry['app']): number {
   return ms ? Math.floor(ms / 1000) : DEFAULT_GRANT_SECONDS;
 }
 
-export function managedProviderSpec(entry: ManagedEntry, origin: string, deps: ManagedDeps): ProviderSpec {
+/** The issuer of `entry` at `origin`, for the app mounted at `mount` ('' for a whole host). */
+export function managedProviderSpec(
+  entry: ManagedEntry,
+  origin: string,
+  mount: string,
+  deps: ManagedDeps,
+): ProviderSpec {
   const { app } = entry;
   const oauth = app.config.oauth_configuration;
-  const issuer = issuerFor(origin);
+  const issuer = issuerFor(origin, mount);
   const accessTokenSeconds = oauth.grant.access_token_lifetime
     ? unitDurationSeconds(oauth.grant.access_token_lifetime)
     : DEFAULT_ACCESS_TOKEN_SECONDS;
 
-  async function findAccount(
-    _ctx: OidcContext,
-    sub: string,
-    token?: OidcToken,
-  ): Promise<(OidcAccount & { email: string }) | undefined> {
-    const current = deps.currentApp();
-    if (!current) return undefined;
-    const user = await deps.users.get(deps.accountId, sub);
-    if (!user) return undefined;
-    // Decision 3: revoke_tokens on the app and revoke_user end what was issued before them.
-    if (token?.iat !== undefined && revokedSince(current.app.tokensRevokedAt, user.revokedAt, token.iat)) {
-      return undefined;
-    }
+  const findAccount: ProviderSpec['findAccount'] = async (_ctx, sub, token) => {
+    const found = await unrevokedAccount(deps, sub, token);
+    if (!found) return undefined;
+    const { current, user } = found;
     if (token?.kind === 'RefreshToken') {
       const login = await rememberedLogin(deps.storage, app.id, sub);
-      if (decideFor(current, user.id, user.email, login).decision !== 'allow') return undefined;
+      if ((await decideFor(current, user.id, user.email, login, deps.decide)).decision !== 'allow')
+        return undefined;
     }
     return { accountId: sub, email: user.email, claims: () => ({ sub, email: user.email }) };
-  }
+  };
 
   return {
     kind: 'managed_oauth',
@@ -126,7 +157,7 @@ export function managedProviderSpec(entry: ManagedEntry, origin: string, deps: M
     scopes: ['openid', 'offline_access'],
     claims: { openid: ['sub'], email: ['email'] },
     ttl: { accessToken: accessTokenSeconds, idToken: accessTokenSeconds, refreshToken: grantSeconds(app) },
-    defaultResource: origin,
+    defaultResource: `${origin}${mount}`,
     resourceServer: (resource) => {
       const current = deps.currentApp();
       return current && resourceBelongsTo(current.app, origin, resource)
@@ -145,7 +176,7 @@ export function managedProviderSpec(entry: ManagedEntry, origin: string, deps: M
       // The policy that admits the user now goes into the token, so the proxy re-checks it per
       // request like a session's (src/policy/session.ts).
       const login = await rememberedLogin(deps.storage, app.id, token.accountId);
-      const decision = decideFor(current, token.accountId, account.email, login);
+      const decision = await decideFor(current, token.accountId, account.email, login, deps.decide);
       return {
         email: account.email,
         ...(decision.policy && {
