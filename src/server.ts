@@ -3,21 +3,27 @@
 // API); application hosts go to the data plane; any other host gets a 404 that names nothing.
 // `--api-listen` opens a second listener that serves only `/client/v4` and health.
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { API_PREFIX, managementApi } from './api/plugin.ts';
 import { formatListenAddress, parseListenAddress } from './config/listen.ts';
 import type { Gateway } from './gateway.ts';
+import { createCountrySource } from './geo/country.ts';
 import type { Logger } from './logging.ts';
 import { orgSessions } from './login/org-session.ts';
 import { type LoginOptions, loginRoutes } from './login/plugin.ts';
 import { loadOidcLibrary } from './oidc/engine.ts';
 import { ManagedOAuth, type ManagedOAuthOptions } from './oidc/managed/managed-oauth.ts';
 import { SaasOidcService, saasOidcRoutes } from './oidc/service.ts';
+import type { ExternalEvaluatorOptions } from './policy-external/external-evaluation.ts';
+import { accountSignedEvaluator, identityDecider } from './policy-external/identity-decision.ts';
 import { snapshotSource } from './proxy/from-snapshot.ts';
 import { GatehouseProxy } from './proxy/proxy.ts';
 import { ProxyRecorder } from './proxy/recorder.ts';
+import { listenerTlsOptions } from './tls/listener.ts';
 
 /** Handles requests for application hosts; returns false when the host is not one of them. */
 export type AppHostHandler = (req: http.IncomingMessage, res: http.ServerResponse, host: string) => boolean;
@@ -47,6 +53,8 @@ export interface ServerOptions {
   drainTimeoutMs?: number;
   /** Managed OAuth at app hosts: test seams (client ID metadata document fetching). */
   managedOAuth?: ManagedOAuthOptions;
+  /** External evaluation deadline and caching (default: 5 s, 30 s); tests shorten them. */
+  externalEvaluation?: Omit<ExternalEvaluatorOptions, 'sign'>;
 }
 
 export async function createServer(
@@ -54,6 +62,8 @@ export async function createServer(
   logger: Logger,
   options: ServerOptions = {},
 ): Promise<GatewayServer> {
+  // Read first: a bad certificate file stops start-up before anything else is built.
+  const tls = listenerTlsOptions(gateway.settings);
   await loadOidcLibrary(logger);
   const teamUrl = new URL(gateway.settings.teamDomain);
   const teamHost = teamUrl.host.toLowerCase();
@@ -67,26 +77,33 @@ export async function createServer(
   });
   // The composition root wires the proxy over the live snapshot, so `gatehouse start` and the
   // test gateway run the same data plane; a test may substitute its own app-host handlers.
-  const managedOAuth = new ManagedOAuth(gateway, options.managedOAuth);
+  // Identity-time decisions (login app-token mint, SaaS and managed OAuth authorizations and
+  // refreshes) share one external evaluation client, so a user's verdict is cached once for all.
+  const decide = identityDecider(
+    accountSignedEvaluator(gateway.keys, gateway.settings.teamDomain, options.externalEvaluation),
+  );
+  const managedOAuth = new ManagedOAuth(gateway, decide, options.managedOAuth);
   const proxy = options.appHosts
     ? null
     : new GatehouseProxy({
         teamDomain: gateway.settings.teamDomain,
         keys: gateway.keys,
         config: snapshotSource(gateway.snapshot),
+        country: createCountrySource(gateway.settings),
         onError: (error) => logger.error({ err: error }, 'proxy failure'),
         managedOAuth: managedOAuth.handle,
         events: new ProxyRecorder(gateway.repos, gateway.account.accountId, {
           onError: (error) => logger.error({ err: error }, 'proxy recorder failure'),
+          onRecovered: () => logger.info('proxy recorder: database reachable again'),
         }),
       });
   const appHosts = options.appHosts ?? proxy?.handleRequest;
   const appUpgrades = options.appUpgrades ?? proxy?.handleUpgrade;
   registerCoreRoutes(teamApp, gateway);
-  teamApp.register(loginRoutes(gateway, logger, options.login));
+  teamApp.register(loginRoutes(gateway, logger, decide, options.login));
   teamApp.register(managementApi(gateway), { prefix: API_PREFIX });
   // Access for SaaS: the per-app OIDC providers under /cdn-cgi/access/sso/oidc/<client_id>.
-  const saasOidc = new SaasOidcService(gateway, orgSessions(gateway), logger);
+  const saasOidc = new SaasOidcService(gateway, orgSessions(gateway), logger, decide);
   teamApp.register(saasOidcRoutes(saasOidc));
   // Managed OAuth's team-domain step (login and policies) for authorizations at app hosts.
   teamApp.register(managedOAuth.teamRoutes());
@@ -97,14 +114,21 @@ export async function createServer(
     res.end('Not found\n');
   };
 
-  const main = http.createServer({ headersTimeout: 30_000, requestTimeout: 300_000 }, (req, res) => {
+  const dispatch = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const host = normaliseHost(req.headers.host, defaultPort);
     if (host === teamHost) return teamApp.routing(req, res);
     if (host && appHosts?.(req, res, host)) return;
     notFound(res);
-  });
+  };
+  const timeouts = { headersTimeout: 30_000, requestTimeout: 300_000 };
+  const main: http.Server = tls
+    ? https.createServer({ ...tls, ...timeouts }, dispatch)
+    : http.createServer(timeouts, dispatch);
+  // A verified client certificate is read once per connection (src/tls/client-certificate.ts);
+  // renegotiation could swap it under a live connection, so it is refused (TLS 1.3 has none).
+  if (tls) main.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation());
   const api = gateway.settings.apiListen
-    ? http.createServer({ headersTimeout: 30_000, requestTimeout: 300_000 }, (req, res) => {
+    ? http.createServer(timeouts, (req, res) => {
         const path = (req.url ?? '').split('?')[0] ?? '';
         if (
           path === '/healthz' ||

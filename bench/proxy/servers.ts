@@ -14,10 +14,10 @@ import { createLogger } from '../../src/logging.ts';
 import { compilePolicies } from '../../src/policy/index.ts';
 import type { PolicyDefinition } from '../../src/policy/types.ts';
 import type { ProxyApp, ProxyConfig } from '../../src/proxy/config.ts';
-import { compiledPolicies } from '../../src/proxy/from-snapshot.ts';
 import { GatehouseProxy } from '../../src/proxy/proxy.ts';
 import { createServer } from '../../src/server.ts';
 import { tempDir } from '../../test/support/databases.ts';
+import { proxyApp } from '../../test/support/proxy-app.ts';
 
 const [mode, portText, originPortText] = process.argv.slice(2);
 const port = Number(portText);
@@ -147,26 +147,10 @@ if (mode === 'origin') {
 }
 
 function benchApp(host: string, policies: PolicyDefinition[]): ProxyApp {
-  const compiled = compilePolicies(policies);
-  return {
+  return proxyApp(compilePolicies(policies), {
     id: randomUUID(),
     aud: createHash('sha256').update(host).digest('hex'),
-    type: 'self_hosted',
     name: host,
     hosts: [host],
-    oidcClientId: null,
-    sessionDurationSeconds: 86_400,
-    httpOnlyCookie: true,
-    sameSiteCookie: 'lax',
-    pathCookie: false,
-    cors: null,
-    optionsPreflightBypass: false,
-    serviceAuth401Redirect: false,
-    serviceTokenHeader: null,
-    customDenyMessage: null,
-    customDenyUrl: null,
-    customNonIdentityDenyUrl: null,
-    tokensRevokedAt: null,
-    policies: compiledPolicies(compiled),
-  };
+  });
 }

@@ -1,7 +1,7 @@
 // Generated client secrets (OIDC SaaS apps now; service tokens later) are stored only as their
 // SHA-256 (ARCHITECTURE.md decision 9). They carry 256 random bits, so a fast hash is enough,
 // and the comparison is constant-time so response timing reveals nothing about the stored hash.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** `bytes` random bytes as lower-case hex. */
 export function randomHex(bytes: number): string {
@@ -14,7 +14,16 @@ export function sha256Hex(value: string): string {
 
 /** Whether `secret` hashes to `storedHash` (hex SHA-256), in constant time. */
 export function secretMatchesHash(secret: string, storedHash: string): boolean {
+  return digestMatchesHash(secretDigest(secret), storedHash);
+}
+
+/** The SHA-256 of a secret, to compare with several stored hashes while hashing once (one-shot, no Hash object). */
+export function secretDigest(secret: string): Buffer {
+  return hash('sha256', secret, 'buffer');
+}
+
+/** Whether `digest` (secretDigest) is `storedHash` (hex SHA-256), in constant time. */
+export function digestMatchesHash(digest: Buffer, storedHash: string): boolean {
   const expected = Buffer.from(storedHash, 'hex');
-  const actual = createHash('sha256').update(secret).digest();
-  return expected.length === actual.length && timingSafeEqual(expected, actual);
+  return expected.length === digest.length && timingSafeEqual(expected, digest);
 }

@@ -5,7 +5,7 @@
 // the previous one.
 import { randomBytes, randomInt } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import { secretMatchesHash } from './secrets.ts';
+import { digestMatchesHash, secretDigest } from './secrets.ts';
 
 const ALPHANUMERIC = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const SECRET_PREFIX = 'cfast_';
@@ -50,8 +50,9 @@ export function verifyServiceTokenSecret(
   secret: string,
   now: Date,
 ): boolean {
-  const current = secretMatchesHash(secret, record.secretHash);
-  const previous = secretMatchesHash(secret, record.previousSecretHash ?? record.secretHash);
+  const digest = secretDigest(secret);
+  const current = digestMatchesHash(digest, record.secretHash);
+  const previous = digestMatchesHash(digest, record.previousSecretHash ?? record.secretHash);
   const time = now.getTime();
   if (!record.enabled) return false;
   if (record.expiresAt !== null && Date.parse(record.expiresAt) <= time) return false;

@@ -14,9 +14,8 @@
 // Email rules (email, email_domain, email_list) are not settled when the token carries the email:
 // the fact is known, so they are checked exactly, which keeps a policy mixing "email is X" and
 // "IP in range" in one include honest.
-import type { CompiledBody, Matcher } from './body.ts';
+import { type CompiledBody, type Matcher, matchBody } from './body.ts';
 import type { CompiledApp } from './compile.ts';
-import { evaluatePhase } from './evaluate.ts';
 import { Facts } from './facts.ts';
 import { SELECTOR_KINDS } from './selectors.ts';
 import type { Decision, RequestContext } from './types.ts';
@@ -56,6 +55,21 @@ function matchSettled(body: CompiledBody, facts: Facts, assumed: boolean): boole
 }
 
 /**
+ * Where each Allow and Block policy stands in the app's identity phase, by id: built once per
+ * compiled app (the proxy does it when it converts a snapshot), so a request finds the policy
+ * that admitted its session with one lookup instead of a scan.
+ */
+export type SessionIndex = ReadonlyMap<string, number>;
+
+export function indexSessions(app: CompiledApp): SessionIndex {
+  const index = new Map<string, number>();
+  app.phases.identity.forEach((policy, position) => {
+    if (!index.has(policy.info.id)) index.set(policy.info.id, position);
+  });
+  return index;
+}
+
+/**
  * The decision for a request carrying an app token that `admitted` let in. Runs the Bypass and
  * Service Auth phase with the request facts, then the Allow and Block policies up to the admitting
  * one as described above. Null when the token no longer proves enough and a fresh login must
@@ -66,17 +80,21 @@ export function evaluateSession(
   app: CompiledApp,
   context: RequestContext,
   admitted: AdmittedBy,
+  index: SessionIndex = indexSessions(app),
 ): Decision | null {
-  const first = evaluatePhase(app, 'non_identity', context);
-  if (first.policy !== null) return first as Decision;
+  // One Facts for both phases: each derived fact is computed once per request.
   const facts = new Facts(context);
-  for (const policy of app.phases.identity) {
-    if (policy.info.id !== admitted.policyId) {
-      if (matchSettled(policy.body, facts, false)) return policy.decided;
-      continue;
-    }
-    if (policy.info.precedence !== admitted.precedence || policy.info.decision !== 'allow') return null;
-    return matchSettled(policy.body, facts, true) ? policy.decided : null;
+  for (const policy of app.phases.non_identity)
+    if (matchBody(policy.body, facts, null)) return policy.decided;
+  const { identity } = app.phases;
+  // Without the admitting policy, every Allow and Block still gets its say, as ahead of it.
+  const position = index.get(admitted.policyId);
+  const end = position ?? identity.length;
+  for (let i = 0; i < end; i++) {
+    if (matchSettled(identity[i]!.body, facts, false)) return identity[i]!.decided;
   }
-  return null;
+  if (position === undefined) return null;
+  const policy = identity[position]!;
+  if (policy.info.precedence !== admitted.precedence || policy.info.decision !== 'allow') return null;
+  return matchSettled(policy.body, facts, true) ? policy.decided : null;
 }

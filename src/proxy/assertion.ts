@@ -4,7 +4,7 @@
 // until close to its expiry. Concurrent requests share one signing through the stored promise.
 import type { JWTPayload } from 'jose';
 import { mintJwt } from '../keys/jwt.ts';
-import type { KeyRing } from '../keys/keyring.ts';
+import { TokenCache } from './token-cache.ts';
 
 interface Entry {
   token: Promise<string>;
@@ -14,20 +14,7 @@ interface Entry {
   refreshAt: number;
 }
 
-export class AssertionMinter {
-  private readonly cache = new Map<string, Entry>();
-
-  constructor(
-    private readonly keys: KeyRing,
-    private readonly issuer: string,
-    private readonly maxEntries = 10_000,
-    private readonly nowSeconds: () => number = () => Math.floor(Date.now() / 1000),
-  ) {}
-
-  clear(): void {
-    this.cache.clear();
-  }
-
+export class AssertionMinter extends TokenCache<Entry> {
   /** The assertion for `key`, minted with `claims` and `expiresAt` when none is fresh. */
   get(key: string, claims: JWTPayload, expiresAt: number): Promise<string> {
     return this.entry(key, claims, expiresAt).token;
@@ -39,12 +26,17 @@ export class AssertionMinter {
     const cached = this.cache.get(key);
     if (cached && cached.refreshAt > now) return cached;
     const margin = Math.min(60, Math.floor((expiresAt - now) / 10));
-    const token = mintJwt(this.keys, claims, { issuer: this.issuer, expiresAt, now: new Date(now * 1000) });
-    if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
+    const token = mintJwt(this.keys, claims, {
+      issuer: this.teamDomain,
+      expiresAt,
+      now: new Date(now * 1000),
+    });
     const entry = { token, expiresAt, refreshAt: expiresAt - margin };
-    this.cache.set(key, entry);
+    this.remember(key, entry);
     // A failed signing (keys being reloaded) must not stay cached.
-    token.catch(() => this.cache.delete(key));
+    token.catch(() => {
+      if (this.cache.get(key) === entry) this.cache.delete(key);
+    });
     return entry;
   }
 }

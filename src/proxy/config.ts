@@ -5,7 +5,7 @@
 import type { IngressRule } from '../config/settings.ts';
 import type { ServiceTokenCredentials } from '../keys/service-token-secrets.ts';
 import type { AdmittedBy } from '../policy/session.ts';
-import type { Decision, RequestContext } from '../policy/types.ts';
+import type { Decision, EvaluateOptions, RequestContext } from '../policy/types.ts';
 
 export type SameSite = 'none' | 'lax' | 'strict';
 
@@ -30,7 +30,7 @@ export interface CorsSettings {
  */
 export interface AppPolicies {
   /** Requests without a session: service tokens, linked tokens, no credential (Bypass). */
-  evaluate(context: RequestContext): Decision;
+  evaluate(context: RequestContext, options?: EvaluateOptions): Decision;
   /**
    * Requests with this app's token, which records the policy that admitted the user at login
    * (src/policy/session.ts); null when a fresh login must decide.
@@ -69,7 +69,20 @@ export interface ProxyApp {
   /** `revoke_tokens`: Unix seconds; tokens issued earlier are refused. */
   tokensRevokedAt: number | null;
   policies: AppPolicies;
+  /** `oauth_configuration.enabled`: managed OAuth's documents route to the app (managed-routing.ts). */
+  managedOAuth?: boolean;
 }
+
+/** The optional app settings all unset, as the API creates an app (and as a SaaS app has them). */
+export const NO_APP_OPTIONS = Object.freeze({
+  cors: null,
+  optionsPreflightBypass: false,
+  serviceAuth401Redirect: false,
+  serviceTokenHeader: null,
+  customDenyMessage: null,
+  customDenyUrl: null,
+  customNonIdentityDenyUrl: null,
+} satisfies Partial<ProxyApp>);
 
 /**
  * A service token as the verifier needs it, looked up by `client_id`: hashes only (decision 9),

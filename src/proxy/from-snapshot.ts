@@ -3,9 +3,21 @@
 // only pay for a reference comparison.
 
 import { parseGoDuration } from '../policy/duration.ts';
-import { type CompiledApp, type Decision, evaluate, evaluateSession } from '../policy/index.ts';
+import {
+  type CompiledApp,
+  type Decision,
+  evaluate,
+  evaluateSession,
+  indexSessions,
+} from '../policy/index.ts';
 import type { ConfigSnapshot, ConfigSnapshots, SnapshotApp } from '../snapshot/snapshot.ts';
-import type { AppPolicies, ProxyApp, ProxyConfig, ProxyConfigSource } from './config.ts';
+import {
+  type AppPolicies,
+  NO_APP_OPTIONS,
+  type ProxyApp,
+  type ProxyConfig,
+  type ProxyConfigSource,
+} from './config.ts';
 
 /** An app whose policies did not compile lets nothing in (snapshot.ts: "the proxy must then deny"). */
 const DENY_ALL: AppPolicies = {
@@ -44,9 +56,11 @@ export function snapshotSource(snapshots: ConfigSnapshots): ProxyConfigSource {
 }
 
 export function compiledPolicies(compiled: CompiledApp): AppPolicies {
+  // Indexed here, once per converted snapshot, not per request.
+  const sessions = indexSessions(compiled);
   return {
-    evaluate: (context) => evaluate(compiled, context),
-    evaluateSession: (context, admitted) => evaluateSession(compiled, context, admitted),
+    evaluate: (context, options) => evaluate(compiled, context, options),
+    evaluateSession: (context, admitted) => evaluateSession(compiled, context, admitted, sessions),
   };
 }
 
@@ -70,13 +84,7 @@ function toProxyApp(entry: SnapshotApp): ProxyApp {
       httpOnlyCookie: true,
       sameSiteCookie: 'none',
       pathCookie: false,
-      cors: null,
-      optionsPreflightBypass: false,
-      serviceAuth401Redirect: false,
-      serviceTokenHeader: null,
-      customDenyMessage: null,
-      customDenyUrl: null,
-      customNonIdentityDenyUrl: null,
+      ...NO_APP_OPTIONS,
     };
   }
   const { config } = app;
@@ -110,5 +118,6 @@ function toProxyApp(entry: SnapshotApp): ProxyApp {
     customDenyMessage: config.custom_deny_message ?? null,
     customDenyUrl: config.custom_deny_url ?? null,
     customNonIdentityDenyUrl: config.custom_non_identity_deny_url ?? null,
+    managedOAuth: config.oauth_configuration?.enabled === true,
   };
 }

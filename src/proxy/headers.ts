@@ -4,8 +4,8 @@
 //   Keep-Alive, TE, Transfer-Encoding, Upgrade).
 // - Every `Cf-Access-*` header goes (decision 4): the identity headers are Gatehouse's to set,
 //   and `Cf-Access-Token` / `CF-Access-Client-*` are credentials.
-// - `X-Forwarded-*`, `Forwarded` and `Cf-Connecting-Ip` go: no proxy in front of Gatehouse is
-//   trusted, so the socket's peer is the client and Gatehouse writes these itself.
+// - `X-Forwarded-*`, `Forwarded`, `Cf-Connecting-Ip` and `CF-IPCountry` go: Gatehouse writes
+//   these itself (the country only from its configured source, src/geo/country.ts).
 // - `Expect` goes: Node already answered `100-continue`, and undici refuses to send it.
 // - `Authorization` and `Cookie` are held back; the proxy decides what of them the origin gets.
 
@@ -13,13 +13,13 @@ export interface ScannedHeaders {
   /** Flat [name, value, …] list for the origin, without host, authorization and cookie. */
   forward: string[];
   host: string | null;
-  authorization: string[];
-  cookie: string[];
-  accessToken: string[];
-  clientId: string[];
-  clientSecret: string[];
+  authorization: readonly string[];
+  cookie: readonly string[];
+  accessToken: readonly string[];
+  clientId: readonly string[];
+  clientSecret: readonly string[];
   /** Values of the app's `read_service_tokens_from_header` header. */
-  serviceTokenJson: string[];
+  serviceTokenJson: readonly string[];
   accept: string;
   requestedWith: boolean;
   origin: string | null;
@@ -44,7 +44,26 @@ const DROPPED = new Set([
   'x-forwarded-port',
   'x-real-ip',
   'cf-connecting-ip',
+  'cf-ipcountry',
 ]);
+
+/** Credential headers, collected value by value (RFC 9110 §5.3: a name may repeat) and kept from the origin. */
+const COLLECTED = new Map<string, CollectedHeader>([
+  ['authorization', 'authorization'],
+  ['cookie', 'cookie'],
+  ['cf-access-token', 'accessToken'],
+  ['cf-access-client-id', 'clientId'],
+  ['cf-access-client-secret', 'clientSecret'],
+]);
+type CollectedHeader =
+  | 'authorization'
+  | 'cookie'
+  | 'accessToken'
+  | 'clientId'
+  | 'clientSecret'
+  | 'serviceTokenJson';
+/** Most requests carry none of most credential headers: they share this list instead of allocating one each. */
+const NONE: readonly string[] = Object.freeze([]);
 
 export function scanRequestHeaders(
   raw: readonly string[],
@@ -53,12 +72,12 @@ export function scanRequestHeaders(
   const scanned: ScannedHeaders = {
     forward: [],
     host: null,
-    authorization: [],
-    cookie: [],
-    accessToken: [],
-    clientId: [],
-    clientSecret: [],
-    serviceTokenJson: [],
+    authorization: NONE,
+    cookie: NONE,
+    accessToken: NONE,
+    clientId: NONE,
+    clientSecret: NONE,
+    serviceTokenJson: NONE,
     accept: '',
     requestedWith: false,
     origin: null,
@@ -69,28 +88,17 @@ export function scanRequestHeaders(
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     const value = raw[i + 1]!;
-    if (name === serviceTokenHeader) {
-      scanned.serviceTokenJson.push(value);
+    const collected = name === serviceTokenHeader ? 'serviceTokenJson' : COLLECTED.get(name);
+    if (collected !== undefined) {
+      const list = scanned[collected];
+      // Past the shared empty list, the list is this request's own.
+      if (list === NONE) scanned[collected] = [value];
+      else (list as string[]).push(value);
       continue;
     }
     switch (name) {
       case 'host':
         scanned.host = value;
-        continue;
-      case 'authorization':
-        scanned.authorization.push(value);
-        continue;
-      case 'cookie':
-        scanned.cookie.push(value);
-        continue;
-      case 'cf-access-token':
-        scanned.accessToken.push(value);
-        continue;
-      case 'cf-access-client-id':
-        scanned.clientId.push(value);
-        continue;
-      case 'cf-access-client-secret':
-        scanned.clientSecret.push(value);
         continue;
       case 'connection':
         connection ??= [];

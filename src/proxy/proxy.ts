@@ -4,20 +4,37 @@
 // Everything here reads in-memory state: the configuration snapshot, the key ring, the caches.
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { CountrySource } from '../geo/country.ts';
 import { beginHandOff } from '../keys/app-session.ts';
 import { TokenError } from '../keys/jwt.ts';
 import type { KeyRing } from '../keys/keyring.ts';
+import { type AuditTrace, auditTrace } from '../policy/audit-trace.ts';
 import type { AdmittedBy } from '../policy/session.ts';
 import type { Decision, RequestContext } from '../policy/types.ts';
+import { verifiedClientCertificate } from '../tls/client-certificate.ts';
 import { AssertionMinter } from './assertion.ts';
 import type { ProxyApp, ProxyConfig, ProxyConfigSource } from './config.ts';
 import { applyCors, corsPreflight, corsResponseHeaders } from './cors.ts';
 import { appCookieHeader, handleAccessEndpoint, sameHostPath } from './endpoints.ts';
-import { DEFAULT_FORWARD_LIMITS, ForwardError, Forwarder, type ForwardLimits } from './forward.ts';
+import {
+  DEFAULT_FORWARD_LIMITS,
+  ForwardError,
+  Forwarder,
+  type ForwardLimits,
+  type ForwardRequest,
+} from './forward.ts';
 import { type ScannedHeaders, scanRequestHeaders, splitCookies } from './headers.ts';
+import { managedOAuthRoute } from './managed-routing.ts';
 import type { ProxyEvents } from './recorder.ts';
 import { htmlReply, jsonReply, pageReply, type Reply, sendReply, writeRawReply } from './replies.ts';
-import { parseRequestTarget, type RequestTarget, type Route, RoutingTable, stripPort } from './routing.ts';
+import {
+  type OriginTarget,
+  parseRequestTarget,
+  type RequestTarget,
+  type Route,
+  RoutingTable,
+  stripPort,
+} from './routing.ts';
 import { readServiceCredential, serviceTokenUsable } from './service-tokens.ts';
 import { type AppTokenClaims, TokenVerifier, type VerifiedToken } from './tokens.ts';
 
@@ -33,6 +50,8 @@ export interface ProxyOptions {
   now?: () => number;
   /** Reports failures that are Gatehouse's fault (never client mistakes). */
   onError?: (error: unknown) => void;
+  /** The client's country for `geo` rules (src/geo/country.ts); absent when no source is configured. */
+  country?: CountrySource | null;
   /** Service-token use and access-request rows, written off the request path (recorder.ts); closed with the proxy. */
   events?: ProxyEvents & { close?(): Promise<void> };
   /**
@@ -45,25 +64,31 @@ export interface ProxyOptions {
 /** A request to a managed-OAuth app, as the hook sees it. */
 export interface ManagedOAuthRequest {
   req: http.IncomingMessage;
-  res: http.ServerResponse;
+  /** Null for a WebSocket upgrade: the hook then never answers itself (no `answered`). */
+  res: http.ServerResponse | null;
   app: ProxyApp;
   host: string;
+  /** The path of the app's matched hostname entry (`/mcp`), '' for a whole host. */
+  appPath: string;
   /** The normalised path (routing's matchPath) and the query with its `?`. */
   path: string;
   query: string;
   authorization: readonly string[];
   clientIp: string;
+  /** The client's country from the configured source, for `geo` rules re-checked per request. */
+  country: string | undefined;
   /** Decision 3 for this app: issued before `revoke_tokens` or the user's revocation. */
   revoked(claims: { iat: number; sub: string }): boolean;
 }
 
 /**
- * `answered`: the hook wrote the response (metadata, its issuer, a refused token). `grant`: its
- * access token let the request in as this user. `continue`: the proxy decides, and its 401s carry
- * the hook's `WWW-Authenticate` challenge (RFC 9728 §5.1).
+ * `answered`: the hook wrote the response (metadata, its issuer). `refused`: the proxy sends this
+ * refusal (a bad token). `grant`: its access token let the request in as this user. `continue`:
+ * the proxy decides, and its 401s carry the hook's `WWW-Authenticate` challenge (RFC 9728 §5.1).
  */
 export type ManagedOAuthOutcome =
   | { kind: 'answered' }
+  | { kind: 'refused'; reply: Reply }
   | { kind: 'grant'; assertion: string; email: string | null }
   | { kind: 'continue'; challenge(error: 'invalid_token' | null): string };
 
@@ -75,6 +100,21 @@ interface Grant {
   dropAuthorization: boolean;
   /** `Set-Cookie` for the client: the app cookie a service token earns outside strict mode. */
   setCookie?: string;
+}
+
+/** Facts about the client the request came from, read once per request. */
+interface ClientFacts {
+  ip: string;
+  country: string | undefined;
+  /** The connection's verified client certificate (src/tls/client-certificate.ts). */
+  mtls: RequestContext['mtls'];
+}
+
+/** The request as read once, before any decision (GatehouseProxy.incoming). */
+interface Incoming {
+  headers: ScannedHeaders;
+  cookies: { tokens: string[]; rest: string | null };
+  client: ClientFacts;
 }
 
 /** A presented token, with where it came from. */
@@ -93,6 +133,7 @@ const BEARER = /^Bearer[ \t]+([A-Za-z0-9._~+/-]+=*)[ \t]*$/i;
 export class GatehouseProxy {
   private config: ProxyConfig | null = null;
   private revocations = '';
+  private minted = '';
   private table: RoutingTable | null = null;
   readonly tokens: TokenVerifier;
   private readonly assertions: AssertionMinter;
@@ -102,7 +143,7 @@ export class GatehouseProxy {
   private readonly stopKeys: () => void;
 
   constructor(private readonly options: ProxyOptions) {
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? (() => Date.now());
     const nowSeconds = () => Math.floor(this.now() / 1000);
     const entries = options.cacheEntries ?? 10_000;
     this.tokens = new TokenVerifier(options.keys, options.teamDomain, entries, nowSeconds);
@@ -128,7 +169,7 @@ export class GatehouseProxy {
   readonly handleRequest = (req: http.IncomingMessage, res: http.ServerResponse, host: string): boolean => {
     const state = this.state();
     const target = parseRequestTarget(req.url ?? '');
-    const route = state.table.route(stripPort(host), target?.matchPath ?? '/');
+    const route = this.route(state, host, target);
     if (!route.app && !route.hostRouted) return false;
     this.serve(state, req, res, host, route, target).catch((error) => {
       this.options.onError?.(error);
@@ -147,7 +188,7 @@ export class GatehouseProxy {
   ): boolean => {
     const state = this.state();
     const target = parseRequestTarget(req.url ?? '');
-    const route = state.table.route(stripPort(host), target?.matchPath ?? '/');
+    const route = this.route(state, host, target);
     if (!route.app && !route.hostRouted) return false;
     socket.on('error', () => socket.destroy());
     this.serveUpgrade(state, req, socket, head, host, route, target).catch((error) => {
@@ -162,8 +203,11 @@ export class GatehouseProxy {
     if (config !== this.config || !this.table) {
       this.config = config;
       this.table = new RoutingTable(config.apps, config.ingress);
-      // Assertions carry app settings (session length): they start over with any change.
-      this.assertions.clear();
+      // Assertions carry app settings (session length) and must not predate `revoke_tokens`:
+      // they start over when those change, not on every rebuild (a logout elsewhere, a new app).
+      const minted = assertionState(config);
+      if (minted !== this.minted) this.assertions.clear();
+      this.minted = minted;
       // Verified tokens start over on a revocation (revoke_tokens, revoke_user, logout, a
       // service token deleted, disabled or rotated), not on every change: a login also changes
       // the configuration (users). Revocations are checked per request as well, so no cached
@@ -186,29 +230,18 @@ export class GatehouseProxy {
   ): Promise<void> {
     if (!target) return sendReply(res, pageReply(400, req));
     const { app } = route;
-    const headers = scanRequestHeaders(req.rawHeaders, app?.serviceTokenHeader ?? null);
+    const incoming = this.incoming(req, app);
+    const { headers } = incoming;
     if (this.forwarder.declaredTooLarge(headers.contentLength)) return sendReply(res, pageReply(413, req));
-    const cookies = splitCookies(headers.cookie);
-    const ip = clientIp(req);
-    let grant: Grant = { assertion: null, email: null, dropAuthorization: false };
+    let grant = noIdentity();
     let cors: Record<string, string> | null = null;
     if (!app) {
       // Routed by ingress, covered by no app (ARCHITECTURE.md §2).
       if (state.config.org.denyUnmatchedRequests) return sendReply(res, pageReply(403, req));
     } else {
-      const managed =
-        (await this.options.managedOAuth?.({
-          req,
-          res,
-          app,
-          host,
-          path: target.matchPath,
-          query: target.query,
-          authorization: headers.authorization,
-          clientIp: ip,
-          revoked: (claims) => this.revoked(state.config, claims, app),
-        })) ?? null;
+      const managed = await this.consultManagedOAuth(state, req, res, app, host, route, target, incoming);
       if (managed?.kind === 'answered') return;
+      if (managed?.kind === 'refused') return sendReply(res, managed.reply);
       if (
         target.matchPath === '/cdn-cgi/access/login' ||
         target.matchPath.startsWith('/cdn-cgi/access/login/')
@@ -228,19 +261,10 @@ export class GatehouseProxy {
       if (preflight && app.cors) return sendReply(res, corsPreflight(app.cors, req, headers.origin!));
       cors = app.cors && headers.origin !== null ? corsResponseHeaders(app.cors, headers.origin) : null;
       if (!(preflight && app.optionsPreflightBypass)) {
-        const outcome =
-          managed?.kind === 'grant'
-            ? { assertion: managed.assertion, email: managed.email, dropAuthorization: true }
-            : await this.authorize(state, app, headers, cookies.tokens, ip, host, target, route.appPath);
+        const outcome = await this.decide(state, app, managed, incoming, host, target, route.appPath);
         if ('status' in outcome) {
           if (cors) applyCors(outcome.headers, cors);
-          if (outcome.status !== 401 || managed?.kind !== 'continue') return sendReply(res, outcome);
-          const invalid = String(outcome.headers['www-authenticate']).includes('invalid_token');
-          const challenge = managed.challenge(invalid ? 'invalid_token' : null);
-          return sendReply(res, {
-            ...outcome,
-            headers: { ...outcome.headers, 'www-authenticate': challenge },
-          });
+          return sendReply(res, withManagedChallenge(outcome, managed));
         }
         grant = outcome;
       }
@@ -250,17 +274,7 @@ export class GatehouseProxy {
     try {
       await this.forwarder.forward(
         {
-          target: route.target.origin,
-          method: req.method ?? 'GET',
-          path: target.forwardPath + target.query,
-          headers: this.originHeaders(
-            headers,
-            cookies.rest,
-            grant,
-            ip,
-            host,
-            route.target.origin.httpHostHeader,
-          ),
+          ...this.toOrigin(route.target.origin, req.method ?? 'GET', target, incoming, grant, host),
           contentLength: headers.contentLength,
           cors,
           setCookie: grant.setCookie ?? null,
@@ -285,41 +299,24 @@ export class GatehouseProxy {
   ): Promise<void> {
     if (!target) return writeRawReply(socket, pageReply(400, req));
     const { app } = route;
-    const headers = scanRequestHeaders(req.rawHeaders, app?.serviceTokenHeader ?? null);
-    const cookies = splitCookies(headers.cookie);
-    const ip = clientIp(req);
-    let grant: Grant = { assertion: null, email: null, dropAuthorization: false };
+    const incoming = this.incoming(req, app);
+    const { headers } = incoming;
+    let grant = noIdentity();
     if (!app) {
       if (state.config.org.denyUnmatchedRequests) return writeRawReply(socket, pageReply(403, req));
     } else {
-      const outcome = await this.authorize(
-        state,
-        app,
-        headers,
-        cookies.tokens,
-        ip,
-        host,
-        target,
-        route.appPath,
-      );
-      if ('status' in outcome) return writeRawReply(socket, outcome);
+      // Managed OAuth applies to the handshake as to any request: its token, or its 401 challenge.
+      const managed = await this.consultManagedOAuth(state, req, null, app, host, route, target, incoming);
+      if (managed?.kind === 'refused') return writeRawReply(socket, managed.reply);
+      const outcome = await this.decide(state, app, managed, incoming, host, target, route.appPath);
+      if ('status' in outcome) return writeRawReply(socket, withManagedChallenge(outcome, managed));
       grant = outcome;
     }
     if (!route.target || !headers.upgrade) return writeRawReply(socket, pageReply(502, req));
     if (route.target.kind === 'status') return writeRawReply(socket, pageReply(route.target.status, req));
     await this.forwarder.upgrade(
       {
-        target: route.target.origin,
-        method: 'GET',
-        path: target.forwardPath + target.query,
-        headers: this.originHeaders(
-          headers,
-          cookies.rest,
-          grant,
-          ip,
-          host,
-          route.target.origin.httpHostHeader,
-        ),
+        ...this.toOrigin(route.target.origin, 'GET', target, incoming, grant, host),
         contentLength: null,
         cors: null,
         setCookie: null,
@@ -328,6 +325,99 @@ export class GatehouseProxy {
       socket,
       head,
     );
+  }
+
+  /** What requests and WebSocket handshakes alike read from the client before deciding. */
+  private incoming(req: http.IncomingMessage, app: ProxyApp | null): Incoming {
+    const headers = scanRequestHeaders(req.rawHeaders, app?.serviceTokenHeader ?? null);
+    const ip = clientIp(req);
+    return {
+      headers,
+      cookies: splitCookies(headers.cookie),
+      client: {
+        ip,
+        country: this.options.country?.(ip, req.headers),
+        mtls: verifiedClientCertificate(req.socket, this.now()),
+      },
+    };
+  }
+
+  /** Managed OAuth's grant when it gave one, else the app's own decision (authorize). */
+  private decide(
+    state: RequestState,
+    app: ProxyApp,
+    managed: ManagedOAuthOutcome | null,
+    incoming: Incoming,
+    host: string,
+    target: RequestTarget,
+    appPath: string,
+  ): Promise<Grant | Reply> | Grant {
+    if (managed?.kind === 'grant') {
+      return { assertion: managed.assertion, email: managed.email, dropAuthorization: true };
+    }
+    const { headers, cookies, client } = incoming;
+    return this.authorize(state, app, headers, cookies.tokens, client, host, target, appPath);
+  }
+
+  /** Where and what to send upstream, with the origin's headers (originHeaders). */
+  private toOrigin(
+    origin: OriginTarget,
+    method: string,
+    target: RequestTarget,
+    incoming: Incoming,
+    grant: Grant,
+    host: string,
+  ): Pick<ForwardRequest, 'target' | 'method' | 'path' | 'headers'> {
+    const { headers, cookies, client } = incoming;
+    return {
+      target: origin,
+      method,
+      path: target.forwardPath + target.query,
+      headers: this.originHeaders(headers, cookies.rest, grant, client, host, origin.httpHostHeader),
+    };
+  }
+
+  /** The route of a request; managed OAuth's path-inserted documents go to the app they name. */
+  private route(state: RequestState, host: string, target: RequestTarget | null): Route {
+    const path = target?.matchPath ?? '/';
+    const bare = stripPort(host);
+    return managedOAuthRoute(state.table, bare, path, state.table.route(bare, path));
+  }
+
+  /** The managed-OAuth hook's view of a request to `app` (`res` null for an upgrade); null if none. */
+  private async consultManagedOAuth(
+    state: RequestState,
+    req: http.IncomingMessage,
+    res: http.ServerResponse | null,
+    app: ProxyApp,
+    host: string,
+    route: Route,
+    target: RequestTarget,
+    { headers, client }: Incoming,
+  ): Promise<ManagedOAuthOutcome | null> {
+    if (!this.options.managedOAuth) return null;
+    return this.options.managedOAuth({
+      req,
+      res,
+      app,
+      host,
+      appPath: route.appPath,
+      path: target.matchPath,
+      query: target.query,
+      authorization: headers.authorization,
+      clientIp: client.ip,
+      country: client.country,
+      revoked: this.revokedAt(state.config, app),
+    });
+  }
+
+  /**
+   * Decision 3 for one app, as a function for the managed OAuth hook. Returned, not written as
+   * an object's arrow-function property: tsx (esbuild keepNames) would name that with a
+   * `__name` defineProperty call on every request.
+   */
+  private revokedAt(config: ProxyConfig, app: ProxyApp): (claims: { iat: number; sub: string }) => boolean {
+    return (claims) => this.revoked(config, claims, app);
   }
 
   /**
@@ -341,15 +431,21 @@ export class GatehouseProxy {
     app: ProxyApp,
     headers: ScannedHeaders,
     cookieTokens: readonly string[],
-    ip: string,
+    client: ClientFacts,
     host: string,
     target: RequestTarget,
     appPath: string,
   ): Promise<Grant | Reply> {
     const { config } = state;
+    const { ip } = client;
     const nowMs = this.now();
     const nowSeconds = Math.floor(nowMs / 1000);
-    const base: RequestContext = { now: nowMs, clientIp: ip };
+    const base: RequestContext = {
+      now: nowMs,
+      clientIp: ip,
+      ...(client.country !== undefined && { country: client.country }),
+      ...(client.mtls !== undefined && { mtls: client.mtls }),
+    };
     const browser = headers.accept.includes('text/html') && !headers.requestedWith;
     let deniedByNonIdentity = false;
     let deniedByIdentity = false;
@@ -358,16 +454,18 @@ export class GatehouseProxy {
     if (service.kind !== 'none' && config.org.strictServiceTokens) {
       // Strict mode (spec §4.5): with service-token headers present, nothing else counts.
       if (service.kind === 'invalid') return unauthorized('invalid_token');
-      const decision = app.policies.evaluate({ ...base, serviceTokenId: service.token.id });
+      const context = { ...base, serviceTokenId: service.token.id };
+      const decision = app.policies.evaluate(context);
       if (decision.decision === 'bypass') return noIdentity();
-      this.serviceTokenSeen(app, service.token.id, host, ip, decision.decision === 'non_identity');
+      this.serviceTokenSeen(app, context, host, decision.decision === 'non_identity');
       if (decision.decision !== 'non_identity') return this.forbidden(app, browser, 'non_identity');
       return this.serviceGrant(app, service.token.clientId, service.token.id, nowSeconds, null);
     }
     if (service.kind === 'valid') {
-      const decision = app.policies.evaluate({ ...base, serviceTokenId: service.token.id });
+      const context = { ...base, serviceTokenId: service.token.id };
+      const decision = app.policies.evaluate(context);
       if (decision.decision === 'bypass') return noIdentity();
-      this.serviceTokenSeen(app, service.token.id, host, ip, decision.decision === 'non_identity');
+      this.serviceTokenSeen(app, context, host, decision.decision === 'non_identity');
       if (decision.decision === 'non_identity') {
         return this.serviceGrant(app, service.token.clientId, service.token.id, nowSeconds, appPath);
       }
@@ -429,10 +527,11 @@ export class GatehouseProxy {
           : state.table.appsByClientId.get(verified.claims.client_id);
       if (linkedFrom && this.revoked(config, verified.claims, linkedFrom))
         return unauthorized('invalid_token');
-      const decision = linkedFrom ? app.policies.evaluate({ ...base, linkedAppUid: linkedFrom.id }) : null;
+      const context = linkedFrom ? { ...base, linkedAppUid: linkedFrom.id } : null;
+      const decision = context ? app.policies.evaluate(context) : null;
       if (decision && decision.decision === 'bypass') return noIdentity();
       if (decision && decision.decision === 'non_identity') {
-        this.linkedSeen(app, linkedFrom!, verified, host, ip);
+        this.linkedSeen(app, linkedFrom!, verified, host, context!);
         return this.linkedGrant(app, linkedFrom!, verified, nowSeconds, dropAuthorization);
       }
       deniedByNonIdentity = true;
@@ -502,14 +601,22 @@ export class GatehouseProxy {
   }
 
   /** Spec §4.5 `last_seen_at`, and a log row per token, app and outcome (spec §6: non-identity events). */
-  private serviceTokenSeen(app: ProxyApp, tokenId: string, host: string, ip: string, allowed: boolean): void {
+  private serviceTokenSeen(
+    app: ProxyApp,
+    context: RequestContext & { serviceTokenId: string },
+    host: string,
+    allowed: boolean,
+  ): void {
     const events = this.options.events;
     if (!events) return;
+    const tokenId = context.serviceTokenId;
     events.serviceTokenUsed(tokenId);
     events.accessRequest(`s:${tokenId}:${app.id}:${allowed}`, () => ({
       action: 'service_token',
       allowed,
-      ipAddress: ip,
+      ipAddress: context.clientIp ?? null,
+      country: context.country ?? null,
+      policyTrace: explainFor(app, context),
       appUid: app.id,
       appDomain: host,
       appType: app.type,
@@ -519,14 +626,22 @@ export class GatehouseProxy {
   }
 
   /** Spec §5.3: the log records the user behind a linked token, not the calling app. */
-  private linkedSeen(app: ProxyApp, from: ProxyApp, verified: VerifiedToken, host: string, ip: string): void {
+  private linkedSeen(
+    app: ProxyApp,
+    from: ProxyApp,
+    verified: VerifiedToken,
+    host: string,
+    context: RequestContext,
+  ): void {
     const { claims } = verified;
     this.options.events?.accessRequest(`l:${verified.digest}:${app.id}`, () => ({
       action: 'linked_app_token',
       allowed: true,
       userEmail: typeof claims.email === 'string' ? claims.email : null,
       userId: claims.sub || null,
-      ipAddress: ip,
+      ipAddress: context.clientIp ?? null,
+      country: context.country ?? null,
+      policyTrace: explainFor(app, context),
       appUid: app.id,
       appDomain: host,
       appType: app.type,
@@ -633,16 +748,19 @@ export class GatehouseProxy {
     headers: ScannedHeaders,
     cookie: string | null,
     grant: Grant,
-    ip: string,
+    client: ClientFacts,
     host: string,
     httpHostHeader: string | null,
   ): string[] {
+    const { ip } = client;
     const out = headers.forward;
     out.push('host', httpHostHeader ?? headers.host ?? host);
     if (!grant.dropAuthorization) for (const value of headers.authorization) out.push('authorization', value);
     if (cookie !== null) out.push('cookie', cookie);
     out.push('x-forwarded-for', ip, 'x-forwarded-proto', this.publicScheme, 'x-forwarded-host', host);
     out.push('cf-connecting-ip', ip);
+    // Cloudflare tells origins the client's country; only a configured source's answer is sent.
+    if (client.country !== undefined) out.push('cf-ipcountry', client.country);
     if (grant.assertion) out.push('cf-access-jwt-assertion', grant.assertion);
     if (grant.email) out.push('cf-access-authenticated-user-email', grant.email);
     return out;
@@ -682,10 +800,26 @@ function admittedBy(claims: AppTokenClaims): AdmittedBy | null {
   return { policyId, precedence };
 }
 
+/**
+ * The logged decision's explanation (src/policy/audit-trace.ts). The row is built only when the
+ * recorder keeps it (once per credential, app and outcome a minute), so the traced evaluation,
+ * which the hot path never runs, is paid for at most that often.
+ */
+function explainFor(app: ProxyApp, context: RequestContext): AuditTrace | null {
+  return auditTrace(app.policies.evaluate(context, { trace: true }));
+}
+
 function allows(decision: Decision): boolean {
   return (
     decision.decision === 'allow' || decision.decision === 'non_identity' || decision.decision === 'bypass'
   );
+}
+
+/** What minted assertions depend on in a configuration (per app: AUD, session length, `revoke_tokens`). */
+function assertionState(config: ProxyConfig): string {
+  return config.apps
+    .map((app) => `${app.aud}:${app.sessionDurationSeconds}:${app.tokensRevokedAt}`)
+    .join('|');
 }
 
 /** What revocation depends on in a configuration, as one comparable string. */
@@ -706,6 +840,16 @@ function noIdentity(): Grant {
 }
 
 /** Decision 5: 401, with RFC 6750 `invalid_token` when a presented token failed. */
+/** A 401 at a managed-OAuth app carries the app's challenge instead (RFC 9728 §5.1). */
+function withManagedChallenge(reply: Reply, managed: ManagedOAuthOutcome | null): Reply {
+  if (reply.status !== 401 || managed?.kind !== 'continue') return reply;
+  const invalid = String(reply.headers['www-authenticate']).includes('invalid_token');
+  return {
+    ...reply,
+    headers: { ...reply.headers, 'www-authenticate': managed.challenge(invalid ? 'invalid_token' : null) },
+  };
+}
+
 function unauthorized(error: 'invalid_token' | null): Reply {
   return {
     status: 401,

@@ -5,6 +5,7 @@
 // Cloudflare's log records authentications rather than every request.
 import type { AccessRequestEntry, AccessRequestRepository } from '../store/repositories/access-requests.ts';
 import type { ServiceTokenRepository } from '../store/repositories/service-tokens.ts';
+import { isDatabaseUnavailable } from '../store/store.ts';
 
 export type ProxyAccessRequest = Omit<AccessRequestEntry, 'accountId' | 'at'>;
 
@@ -21,7 +22,10 @@ export interface RecorderOptions {
   dedupeWindowMs?: number;
   /** Rows held between flushes; more are dropped (and counted) rather than buffered without bound. */
   maxPending?: number;
+  /** A failed write; while the database is unreachable, only the first failure of the outage. */
   onError?: (error: unknown) => void;
+  /** The first write that succeeds after an outage reported through onError. */
+  onRecovered?: () => void;
   now?: () => number;
 }
 
@@ -31,6 +35,8 @@ export class ProxyRecorder implements ProxyEvents {
   private readonly recent = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
   private flushing: Promise<void> | null = null;
+  /** The database was unreachable at the last write: one report per outage, not one per flush. */
+  private outage = false;
   private readonly options: Required<RecorderOptions>;
   /** Rows dropped because the queue was full (the database is slower than the traffic). */
   dropped = 0;
@@ -48,6 +54,7 @@ export class ProxyRecorder implements ProxyEvents {
       dedupeWindowMs: options.dedupeWindowMs ?? 60_000,
       maxPending: options.maxPending ?? 10_000,
       onError: options.onError ?? (() => {}),
+      onRecovered: options.onRecovered ?? (() => {}),
       now: options.now ?? Date.now,
     };
     this.timer = setInterval(() => void this.flush(), this.options.flushEveryMs);
@@ -91,6 +98,7 @@ export class ProxyRecorder implements ProxyEvents {
     const rows = this.rows;
     this.seen = new Map();
     this.rows = [];
+    if (seen.size === 0 && rows.length === 0) return;
     try {
       if (seen.size > 0) {
         const iso = new Map([...seen].map(([id, at]) => [id, new Date(at).toISOString()]));
@@ -98,7 +106,14 @@ export class ProxyRecorder implements ProxyEvents {
       }
       for (const row of rows) await this.repos.accessRequests.record(row);
     } catch (error) {
-      this.options.onError(error);
+      const unavailable = isDatabaseUnavailable(error);
+      if (!(unavailable && this.outage)) this.options.onError(error);
+      this.outage = unavailable;
+      return;
+    }
+    if (this.outage) {
+      this.outage = false;
+      this.options.onRecovered();
     }
   }
 }

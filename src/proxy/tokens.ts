@@ -8,7 +8,7 @@
 import { hash } from 'node:crypto';
 import type { JWTPayload } from 'jose';
 import { CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LENGTH, TokenError, verifyJwt } from '../keys/jwt.ts';
-import type { KeyRing } from '../keys/keyring.ts';
+import { TokenCache } from './token-cache.ts';
 
 export interface AppTokenClaims extends JWTPayload {
   type: 'app';
@@ -48,25 +48,8 @@ const SEGMENT = /^[A-Za-z0-9_-]+$/;
 /** App tokens name their app (and at most a few more); a longer list is not one of ours. */
 const MAX_AUDIENCES = 16;
 
-export class TokenVerifier {
-  private readonly cache = new Map<string, VerifiedToken>();
-
-  constructor(
-    private readonly keys: KeyRing,
-    private readonly teamDomain: string,
-    private readonly maxEntries = 10_000,
-    private readonly nowSeconds: () => number = () => Math.floor(Date.now() / 1000),
-  ) {}
-
-  get size(): number {
-    return this.cache.size;
-  }
-
-  /** Empties the cache: on key rotation, so a token signed by a withdrawn key stops working. */
-  clear(): void {
-    this.cache.clear();
-  }
-
+/** Emptied on key rotation (clear()), so a token signed by a withdrawn key stops working. */
+export class TokenVerifier extends TokenCache<VerifiedToken> {
   /**
    * The cached verification of a token, synchronously (the hot path: no promise, no tick), or
    * undefined when it must be verified. Throws TokenError for a cached token that has expired.
@@ -89,11 +72,7 @@ export class TokenVerifier {
     if (cached) return cached;
     const key = hash('sha256', token, 'base64');
     const verified: VerifiedToken = { ...(await this.verifyUncached(token)), digest: key };
-    if (this.cache.size >= this.maxEntries) {
-      // Oldest first: Map iteration follows insertion order.
-      this.cache.delete(this.cache.keys().next().value!);
-    }
-    this.cache.set(key, verified);
+    this.remember(key, verified);
     return verified;
   }
 

@@ -49,6 +49,9 @@ export interface ConfigSnapshot {
 /**
  * Tables whose changes the snapshot reflects. A change to a list's items is announced as
  * `gateway_lists`; identity providers are read by the login from the store, not from here.
+ * Of `users` the snapshot holds only revocations, so only `revoke_user` and logout announce it:
+ * a login writes its user row without an announcement, as a rebuild per login would recompile
+ * every app's policies for nothing (test/proxy/snapshot-caches.test.ts checks it).
  */
 export const SNAPSHOT_TABLES: ReadonlySet<string> = new Set([
   'accounts',

@@ -25,6 +25,9 @@ let upgrades = 0;
 /** Resolved by the test when it has read the first SSE event; the origin then sends the second. */
 let secondEvent: () => void = () => {};
 let uploaded = 0;
+/** Called when the origin receives `/hang` (which it never answers), and when that request closes. */
+let hangArrived: () => void = () => {};
+let hangClosed: () => void = () => {};
 
 const site = app({
   name: 'site',
@@ -38,6 +41,11 @@ beforeAll(async () => {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       res.write('data: one\n\n');
       secondEvent = () => res.end('data: two\n\n');
+      return;
+    }
+    if (req.url === '/hang') {
+      res.on('close', () => hangClosed());
+      hangArrived();
       return;
     }
     if (req.url === '/upload') {
@@ -166,6 +174,34 @@ describe('streaming', () => {
     expect(reply[0]).toBe(0x81);
     expect(reply.subarray(2).toString()).toBe('echo: hello');
     socket.destroy();
+  });
+
+  it('cancels the origin request when the client goes away before the origin answers', async () => {
+    // A proxy that waits for origins as long as production does (100 s): without the
+    // cancellation the origin's request stays open, its pooled connection busy, and this test
+    // times out.
+    const patient = await startProxyHarness({ apps: [site], ingress: [route('site.test', origin)] });
+    try {
+      const arrived = new Promise<void>((resolve) => {
+        hangArrived = resolve;
+      });
+      const closed = new Promise<void>((resolve) => {
+        hangClosed = resolve;
+      });
+      const req = http.request({
+        host: '127.0.0.1',
+        port: patient.port,
+        path: '/hang',
+        headers: { host: 'site.test', cookie: `CF_Authorization=${await appToken(patient, site)}` },
+      });
+      req.on('error', () => {});
+      req.end();
+      await arrived;
+      req.destroy();
+      await closed;
+    } finally {
+      await patient.close();
+    }
   });
 
   it('streams a 200 MB upload without holding it in memory', async () => {

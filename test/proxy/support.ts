@@ -9,9 +9,9 @@ import { type CompiledApp, compilePolicies, evaluate, type Identity } from '../.
 import type { PolicyDefinition } from '../../src/policy/types.ts';
 import type { ProxyApp, ProxyConfig } from '../../src/proxy/config.ts';
 import type { ForwardLimits } from '../../src/proxy/forward.ts';
-import { compiledPolicies } from '../../src/proxy/from-snapshot.ts';
 import { GatehouseProxy } from '../../src/proxy/proxy.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
+import { proxyApp } from '../support/proxy-app.ts';
 
 export interface ProxyHarness {
   gateway: TestGateway;
@@ -73,28 +73,13 @@ export function app(
 ): ProxyApp {
   const { policies, ...rest } = overrides;
   const compiled = compilePolicies(policies ?? []);
-  const built: ProxyApp = {
+  const built = proxyApp(compiled, {
     id: randomUUID(),
     aud: randomBytes(32).toString('hex'),
-    type: 'self_hosted',
     name: 'app',
     hosts: [],
-    oidcClientId: null,
-    sessionDurationSeconds: 86_400,
-    httpOnlyCookie: true,
-    sameSiteCookie: 'lax',
-    pathCookie: false,
-    cors: null,
-    optionsPreflightBypass: false,
-    serviceAuth401Redirect: false,
-    serviceTokenHeader: null,
-    customDenyMessage: null,
-    customDenyUrl: null,
-    customNonIdentityDenyUrl: null,
-    tokensRevokedAt: null,
     ...rest,
-    policies: compiledPolicies(compiled),
-  };
+  });
   compiledOf.set(built, compiled);
   return built;
 }
