@@ -1,15 +1,16 @@
 // Multi-node benchmark: `GATEHOUSE_TEST_DATABASE_URL=postgres://… npx tsx bench/multinode/run.ts`
-// (needs wrk). Real `gatehouse start` nodes on one fresh PostgreSQL database, a service-token
-// request proxied to a loopback origin, measured with `wrk -t1 -c32 -d5s`:
-//   1. one node, direct;  2. the round-robin balancer over one node (its own cost);
-//   3. the balancer over two nodes.
-// Scaling is (3) / (2). Interleaved rounds, medians. Throughput only scales with free cores:
-// on a 2-core machine the balancer, wrk, the origin and the nodes share them (see README.md).
+// (needs wrk and nginx). Real `gatehouse start` nodes on one fresh PostgreSQL database, each
+// pinned to its own CPU (node i on CPU i mod nproc), a service-token request proxied to a
+// loopback origin, measured with `wrk -t1 -c32`:
+//   1. one node, direct;  2. nginx (round robin) over one node;  3. nginx over two nodes.
+// Scaling is (3) / (2): the same balancer, one node (and its CPU) more. Interleaved rounds,
+// medians. wrk, nginx and the origin are not pinned: they share the CPUs (see README.md).
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { startBalancer } from '../../test/multinode/balancer.ts';
 import { hit, startCluster, startOrigin, waitUntil } from '../../test/multinode/support.ts';
 import { createTestDatabase } from '../../test/support/databases.ts';
+import { freePort } from '../../test/support/ports.ts';
+import { startNginx } from '../nginx.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -37,7 +38,19 @@ async function main(): Promise<void> {
     nodes: 2,
     config: { ingress: [{ hostname: APP, service: origin.url }, { service: 'http_status:404' }] },
   });
-  const single = await startBalancer([cluster.nodes[0]!.port]);
+  // Each node gets a CPU of its own, so a second node brings a second CPU (on two cores, all).
+  const cpus = Number(execFileSync('nproc', { encoding: 'utf8' }).trim());
+  cluster.nodes.forEach((node, i) => {
+    execFileSync('taskset', ['-a', '-cp', String(i % cpus), String(node.process.child.pid)], {
+      stdio: 'ignore',
+    });
+  });
+  const ports = { one: await freePort(), two: await freePort() };
+  const nginx = await startNginx([
+    { port: ports.one, upstreams: [cluster.nodes[0]!.port], keepHost: true },
+    { port: ports.two, upstreams: cluster.nodes.map((node) => node.port), keepHost: true },
+  ]);
+  if (!nginx) throw new Error('nginx is needed: apt-get install -y nginx-light');
   try {
     const token = (await cluster.api(cluster.nodes[0]!, 'POST', '/service_tokens', { name: 'bench' })).body
       .result;
@@ -63,8 +76,8 @@ async function main(): Promise<void> {
     }
     const targets = {
       'one node, direct': `${cluster.nodes[0]!.base}/`,
-      'balancer -> one node': `http://127.0.0.1:${single.port}/`,
-      'balancer -> two nodes': `http://127.0.0.1:${cluster.balancer.port}/`,
+      'nginx -> one node': `http://127.0.0.1:${ports.one}/`,
+      'nginx -> two nodes': `http://127.0.0.1:${ports.two}/`,
     };
     const results: Record<string, number[]> = Object.fromEntries(
       Object.keys(targets).map((name) => [name, []]),
@@ -73,19 +86,18 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       for (const [name, url] of Object.entries(targets)) results[name]!.push(await wrk(url, headers));
     }
-    const cores = execFileSync('nproc', { encoding: 'utf8' }).trim();
     console.log(
-      `cores: ${cores}, load average: ${execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).trim()}`,
+      `cores: ${cpus}, load average: ${execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).trim()}`,
     );
     for (const [name, values] of Object.entries(results)) {
       console.log(
         `${name.padEnd(24)} ${median(values).toFixed(0).padStart(7)} req/s  (rounds: ${values.map((v) => v.toFixed(0)).join(', ')})`,
       );
     }
-    const ratio = median(results['balancer -> two nodes']!) / median(results['balancer -> one node']!);
+    const ratio = median(results['nginx -> two nodes']!) / median(results['nginx -> one node']!);
     console.log(`two nodes / one node behind the same balancer: ${ratio.toFixed(2)}x`);
   } finally {
-    await single.close();
+    nginx.stop();
     await cluster.close();
     await origin.close();
     await database.cleanup();

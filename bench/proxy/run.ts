@@ -5,38 +5,17 @@
 // origin on CPU 0; `wrk -t1 -c32 -d5s --latency`; 3 interleaved rounds after a warm-up;
 // medians. CPU µs/request = the server process's utime+stime from /proc/<pid>/stat / requests.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../test/support/ports.ts';
+import { has, pin, startNginx } from '../nginx.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ROUNDS = 3;
 const SECONDS = 5;
 const CONNECTIONS = 32;
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-
-function has(command: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const pin = (cpu: number, argv: string[]) =>
-  has('taskset') ? ['taskset', '-c', String(cpu), ...argv] : argv;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const children: ChildProcess[] = [];
 process.on('exit', () => {
@@ -71,39 +50,6 @@ async function startServers(
     });
     child.once('exit', (code) => reject(new Error(`${mode} exited with ${code}`)));
   });
-}
-
-async function startNginx(port: number, originPort: number): Promise<number | null> {
-  if (!has('nginx')) return null;
-  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-nginx-'));
-  writeFileSync(
-    path.join(dir, 'nginx.conf'),
-    `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
-events { worker_connections 1024; }
-http { access_log off; upstream origin { server 127.0.0.1:${originPort}; keepalive 64; }
-  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
-  server { listen 127.0.0.1:${port}; location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-`,
-  );
-  const [command, ...rest] = pin(1, ['nginx', '-p', dir, '-c', path.join(dir, 'nginx.conf')]);
-  const child = spawn(command!, rest, { stdio: 'ignore' });
-  children.push(child);
-  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
-  for (let i = 0; i < 50; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    try {
-      // The master forks one worker, which serves: its CPU is what counts.
-      const master = Number(readFileSync(path.join(dir, 'nginx.pid'), 'utf8'));
-      const worker = execFileSync('pgrep', ['-P', String(master)])
-        .toString()
-        .trim()
-        .split('\n')[0];
-      if (worker) return Number(worker);
-    } catch {
-      // not up yet
-    }
-  }
-  return null;
 }
 
 function cpuTicks(pid: number): number {
@@ -171,7 +117,7 @@ async function main(): Promise<void> {
       )
     : null;
   const nginxPort = await freePort();
-  const nginxPid = await startNginx(nginxPort, originPort);
+  const nginxPid = (await startNginx([{ port: nginxPort, upstreams: [originPort] }], 1))?.workerPid ?? null;
   if (nginxPid === null) process.stderr.write('nginx not installed: the outside anchor is left out\n');
 
   const appHost = 'Host: app.test';
