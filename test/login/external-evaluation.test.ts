@@ -40,6 +40,17 @@ const hits = new Map<string, number>();
 const received: JWTPayload[] = [];
 const appIds = new Map<Scenario, string>();
 
+/** An Allow policy whose only rule is the endpoint answering as `scenario`. */
+function externalPolicy(scenario: Scenario) {
+  return {
+    name: `endpoint ${scenario}`,
+    decision: 'allow',
+    include: [
+      { external_evaluation: { evaluate_url: `${base}/evaluate/${scenario}`, keys_url: `${base}/keys` } },
+    ],
+  };
+}
+
 async function answer(scenario: Scenario, claims: JWTPayload, keys: { good: KeyPair; rogue: KeyPair }) {
   const now = Math.floor(Date.now() / 1000);
   const ok = { success: true, nonce: claims.nonce, iat: now, exp: now + 60 };
@@ -124,20 +135,7 @@ describe.each(databaseKinds)('%s', (kind) => {
         type: 'self_hosted',
         name: scenario,
         domain: `${scenario}.localhost`,
-        policies: [
-          {
-            name: `endpoint ${scenario}`,
-            decision: 'allow',
-            include: [
-              {
-                external_evaluation: {
-                  evaluate_url: `${base}/evaluate/${scenario}`,
-                  keys_url: `${base}/keys`,
-                },
-              },
-            ],
-          },
-        ],
+        policies: [externalPolicy(scenario)],
       });
       // The API accepts the selector: the login now calls the endpoint.
       expect(created.status, JSON.stringify(created.body)).toBe(201);
@@ -243,20 +241,7 @@ describe.each(databaseKinds)('%s', (kind) => {
       for (const [scenario, expected] of cases) {
         const created = await h.api('POST', '/apps', {
           ...saasApp(`saas ${scenario}`),
-          policies: [
-            {
-              name: 'ext',
-              decision: 'allow',
-              include: [
-                {
-                  external_evaluation: {
-                    evaluate_url: `${base}/evaluate/${scenario}`,
-                    keys_url: `${base}/keys`,
-                  },
-                },
-              ],
-            },
-          ],
+          policies: [externalPolicy(scenario)],
         });
         expect(created.status, JSON.stringify(created.body)).toBe(201);
         await h.gateway.gateway.snapshot.refresh();
@@ -331,20 +316,7 @@ describe.each(databaseKinds)('%s', (kind) => {
             enabled: true,
             dynamic_client_registration: { enabled: true, allow_any_on_loopback: true },
           },
-          policies: [
-            {
-              name: 'ext',
-              decision: 'allow',
-              include: [
-                {
-                  external_evaluation: {
-                    evaluate_url: `${base}/evaluate/${scenario}`,
-                    keys_url: `${base}/keys`,
-                  },
-                },
-              ],
-            },
-          ],
+          policies: [externalPolicy(scenario)],
         });
         // Accepted: managed OAuth authorizations and refreshes call the endpoint too.
         expect(created.status, JSON.stringify(created.body)).toBe(201);

@@ -5,10 +5,17 @@
 import { decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KEY_ACTIVATION_DELAY_MS } from '../../src/gateway.ts';
-import { formField, type Mailbox, startMailbox } from '../login/support.ts';
-import { killAllCli } from '../support/cli.ts';
-import { createTestDatabase, postgresServerUrl, type TestDatabase } from '../support/databases.ts';
-import { type Cluster, hit, startCluster, startOrigin, WireBrowser, waitUntil } from './support.ts';
+import { formField, type Mailbox } from '../login/support.ts';
+import { postgresServerUrl, type TestDatabase } from '../support/databases.ts';
+import {
+  type Cluster,
+  hit,
+  startClusterWorld,
+  type startOrigin,
+  stopClusterWorld,
+  WireBrowser,
+  waitUntil,
+} from './support.ts';
 
 const reason = 'multi-node tests need PostgreSQL: set GATEHOUSE_TEST_DATABASE_URL';
 
@@ -24,33 +31,14 @@ describe.skipIf(!postgresServerUrl)(
     const APP = 'app.test';
 
     beforeAll(async () => {
-      database = await createTestDatabase('postgres');
-      mailbox = await startMailbox();
-      origin = await startOrigin();
-      cluster = await startCluster({
-        databaseUrl: database.url,
-        nodes: 3,
-        config: {
-          smtp: { url: mailbox.url, from: 'access@gatehouse.test' },
-          ingress: [
-            { hostname: APP, service: origin.url },
-            { hostname: 'wiki.test', service: origin.url },
-            { service: 'http_status:404' },
-          ],
-        },
-      });
+      ({ database, mailbox, origin, cluster } = await startClusterWorld(3, [APP, 'wiki.test']));
       const created = await cluster.api(cluster.nodes[0]!, 'POST', '/service_tokens', { name: 'robot' });
       expect(created.status).toBe(201);
       serviceToken = created.body.result;
     }, 300_000);
 
     afterAll(async () => {
-      await cluster?.close();
-      // Backstop: any child still running (e.g. a start that failed half-way) is killed too.
-      await killAllCli();
-      await mailbox?.close();
-      await origin?.close();
-      await database?.cleanup();
+      await stopClusterWorld({ database, mailbox, origin, cluster });
     });
 
     const withToken = (token = serviceToken) => ({

@@ -7,8 +7,9 @@ import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { type CliProcess, runCli, startCli } from '../support/cli.ts';
-import { tempDir } from '../support/databases.ts';
+import { type Mailbox, startMailbox } from '../login/support.ts';
+import { type CliProcess, killAllCli, runCli, startCli } from '../support/cli.ts';
+import { createTestDatabase, type TestDatabase, tempDir } from '../support/databases.ts';
 import { freePort } from '../support/ports.ts';
 import { type Balancer, startBalancer } from './balancer.ts';
 
@@ -300,4 +301,40 @@ export async function startOrigin(): Promise<{ url: string; close(): Promise<voi
         server.close(() => resolve());
       }),
   };
+}
+
+/** A cluster with what login tests need: a fresh database, a mailbox for PINs, one origin. */
+export interface ClusterWorld {
+  database: TestDatabase;
+  mailbox: Mailbox;
+  origin: Awaited<ReturnType<typeof startOrigin>>;
+  cluster: Cluster;
+}
+
+/** `nodes` nodes whose ingress sends every one of `hosts` to one origin; PINs go to the mailbox. */
+export async function startClusterWorld(nodes: number, hosts: string[]): Promise<ClusterWorld> {
+  const database = await createTestDatabase('postgres');
+  const mailbox = await startMailbox();
+  const origin = await startOrigin();
+  const cluster = await startCluster({
+    databaseUrl: database.url,
+    nodes,
+    config: {
+      smtp: { url: mailbox.url, from: 'access@gatehouse.test' },
+      ingress: [
+        ...hosts.map((hostname) => ({ hostname, service: origin.url })),
+        { service: 'http_status:404' },
+      ],
+    },
+  });
+  return { database, mailbox, origin, cluster };
+}
+
+/** Stops what startClusterWorld started (and any child a failed start left behind). */
+export async function stopClusterWorld(world: Partial<ClusterWorld>): Promise<void> {
+  await world.cluster?.close();
+  await killAllCli();
+  await world.mailbox?.close();
+  await world.origin?.close();
+  await world.database?.cleanup();
 }

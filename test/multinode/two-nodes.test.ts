@@ -17,17 +17,17 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../src/keys/secrets.ts';
 import { REFRESH_REUSE_GRACE_MS } from '../../src/oidc/adapter.ts';
-import { type Mailbox, startMailbox } from '../login/support.ts';
+import type { Mailbox } from '../login/support.ts';
 import { authorize, type OidcHarness, REDIRECT_URI, STAFF_POLICY } from '../oidc/support.ts';
 import { Browser } from '../support/browser.ts';
-import { killAllCli } from '../support/cli.ts';
-import { createTestDatabase, postgresServerUrl, type TestDatabase } from '../support/databases.ts';
+import { postgresServerUrl, type TestDatabase } from '../support/databases.ts';
 import {
   type Cluster,
   hit,
   type Node,
-  startCluster,
-  startOrigin,
+  startClusterWorld,
+  type startOrigin,
+  stopClusterWorld,
   WireBrowser,
   waitUntil,
 } from './support.ts';
@@ -57,17 +57,7 @@ describe.skipIf(!postgresServerUrl)(
     let pinIdp: string;
 
     beforeAll(async () => {
-      database = await createTestDatabase('postgres');
-      mailbox = await startMailbox();
-      origin = await startOrigin();
-      cluster = await startCluster({
-        databaseUrl: database.url,
-        nodes: 2,
-        config: {
-          smtp: { url: mailbox.url, from: 'access@gatehouse.test' },
-          ingress: [{ hostname: WIKI, service: origin.url }, { service: 'http_status:404' }],
-        },
-      });
+      ({ database, mailbox, origin, cluster } = await startClusterWorld(2, [WIKI]));
       const idp = await cluster.api(cluster.nodes[0]!, 'POST', '/identity_providers', {
         name: 'PIN',
         type: 'onetimepin',
@@ -81,12 +71,7 @@ describe.skipIf(!postgresServerUrl)(
 
     afterAll(async () => {
       await db?.end();
-      await cluster?.close();
-      // Backstop: any child still running (e.g. a start that failed half-way) is killed too.
-      await killAllCli();
-      await mailbox?.close();
-      await origin?.close();
-      await database?.cleanup();
+      await stopClusterWorld({ database, mailbox, origin, cluster });
     });
 
     /** authorize() reads only the team domain, the mailbox and the PIN IdP of its harness. */
