@@ -38,15 +38,31 @@ async function authorizedClient(email: string) {
   return { provider, transport, first, result };
 }
 
+/** authorizedClient's code exchanged by the SDK, and an MCP client connected with the token. */
+async function signedInClient(email: string) {
+  const { provider, transport, first, result } = await authorizedClient(email);
+  const back = new URL(result.location ?? 'http://invalid/');
+  const code = back.searchParams.get('code');
+  expect(code, `${result.location} ${result.text.slice(0, 300)}`).toBeTruthy();
+  await first.finishAuth(code!);
+  expect(provider.saved?.access_token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  const client = new Client({ name: 'flow2', version: '1' });
+  await client.connect(transport());
+  return { provider, client, back, code: code! };
+}
+
+/** An RFC 6749 token request (form-encoded POST). */
+function tokenRequest(fetchFn: typeof fetch, url: string, form: Record<string, string>) {
+  return fetchFn(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(form).toString(),
+  });
+}
+
 describe('MCP server, flow 2 (Access for SaaS OIDC client)', () => {
   it('refreshes the Gatehouse token it keeps when it nears expiry, rotating the refresh token', async () => {
-    const { provider, transport, first, result } = await authorizedClient('alice@example.com');
-    const code = new URL(result.location ?? 'http://invalid/').searchParams.get('code');
-    expect(code, `${result.location} ${result.text.slice(0, 300)}`).toBeTruthy();
-    await first.finishAuth(code!);
-    expect(provider.saved?.access_token).toBeTruthy();
-    const client = new Client({ name: 'flow2', version: '1' });
-    await client.connect(transport());
+    const { client } = await signedInClient('alice@example.com');
     const created = await client.callTool({
       name: 'wiki_create',
       arguments: { slug: 'refresh-flow', title: 'Before', body: 'first token' },
@@ -81,14 +97,10 @@ describe('MCP server, flow 2 (Access for SaaS OIDC client)', () => {
     // inside the 10 s grace window gets the same successor, not a second family (docs/saas-oidc.md).
     expect(after.refresh_token).not.toBe(before.refresh_token);
     const issuer = `${h.demo.teamDomain}/cdn-cgi/access/sso/oidc/${h.demo.seed.apps.mcpSaas.clientId}`;
-    const retry = await fetchVia(h.demo.listen)(`${issuer}/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        grant_type: 'refresh_token',
-        refresh_token: before.refresh_token!,
-        client_id: h.demo.seed.apps.mcpSaas.clientId,
-      }).toString(),
+    const retry = await tokenRequest(fetchVia(h.demo.listen), `${issuer}/token`, {
+      grant_type: 'refresh_token',
+      refresh_token: before.refresh_token!,
+      client_id: h.demo.seed.apps.mcpSaas.clientId,
     });
     expect(retry.status).toBe(200);
     expect(await retry.json()).toMatchObject({ refresh_token: after.refresh_token, token_type: 'Bearer' });
@@ -96,30 +108,19 @@ describe('MCP server, flow 2 (Access for SaaS OIDC client)', () => {
   });
 
   it('authorizes through Gatehouse and edits the wiki as the person, with a Bearer token', async () => {
-    const { provider, transport, first, result } = await authorizedClient('alice@example.com');
-    const back = new URL(result.location ?? 'http://invalid/');
-    expect(back.searchParams.get('code'), `${result.location} ${result.text.slice(0, 300)}`).toBeTruthy();
+    const { provider, client, back, code } = await signedInClient('alice@example.com');
     expect(back.searchParams.get('iss')).toBe(new URL(h.demo.urls.mcpSaas).origin);
-    const code = back.searchParams.get('code')!;
-    await first.finishAuth(code);
-    expect(provider.saved?.access_token).toMatch(/^[A-Za-z0-9_-]{43}$/);
     // The code was spent: a replay (even with the right verifier) gets invalid_grant.
-    const replay = await fetch(`${new URL(h.demo.urls.mcpSaas).origin}/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        grant_type: 'authorization_code',
-        code,
-        code_verifier: provider.verifier,
-        redirect_uri: CLIENT_REDIRECT,
-        client_id: String(provider.client?.client_id),
-      }).toString(),
+    const replay = await tokenRequest(fetch, `${new URL(h.demo.urls.mcpSaas).origin}/token`, {
+      grant_type: 'authorization_code',
+      code,
+      code_verifier: provider.verifier,
+      redirect_uri: CLIENT_REDIRECT,
+      client_id: String(provider.client?.client_id),
     });
     expect(replay.status).toBe(400);
     expect(await replay.json()).toEqual({ error: 'invalid_grant' });
 
-    const client = new Client({ name: 'flow2', version: '1' });
-    await client.connect(transport());
     const created = await client.callTool({
       name: 'wiki_create',
       arguments: { slug: 'saas-flow', title: 'Flow 2', body: 'written through Access for SaaS' },

@@ -612,15 +612,9 @@ export class GatehouseProxy {
     const tokenId = context.serviceTokenId;
     events.serviceTokenUsed(tokenId);
     events.accessRequest(`s:${tokenId}:${app.id}:${allowed}`, () => ({
+      ...nonIdentityRow(app, host, context),
       action: 'service_token',
       allowed,
-      ipAddress: context.clientIp ?? null,
-      country: context.country ?? null,
-      policyTrace: explainFor(app, context),
-      appUid: app.id,
-      appDomain: host,
-      appType: app.type,
-      nonIdentity: true,
       serviceTokenId: tokenId,
     }));
   }
@@ -635,18 +629,12 @@ export class GatehouseProxy {
   ): void {
     const { claims } = verified;
     this.options.events?.accessRequest(`l:${verified.digest}:${app.id}`, () => ({
+      ...nonIdentityRow(app, host, context),
       action: 'linked_app_token',
       allowed: true,
       userEmail: typeof claims.email === 'string' ? claims.email : null,
       userId: claims.sub || null,
-      ipAddress: context.clientIp ?? null,
-      country: context.country ?? null,
-      policyTrace: explainFor(app, context),
-      appUid: app.id,
-      appDomain: host,
-      appType: app.type,
       connection: `linked:${from.id}`,
-      nonIdentity: true,
     }));
   }
 
@@ -798,6 +786,19 @@ function admittedBy(claims: AppTokenClaims): AdmittedBy | null {
   if (typeof policyId !== 'string' || policyId.length === 0 || policyId.length > 64) return null;
   if (typeof precedence !== 'number' || !Number.isSafeInteger(precedence)) return null;
   return { policyId, precedence };
+}
+
+/** What every non-identity access-log row says of the request: where, from where, and why. */
+function nonIdentityRow(app: ProxyApp, host: string, context: RequestContext) {
+  return {
+    ipAddress: context.clientIp ?? null,
+    country: context.country ?? null,
+    policyTrace: explainFor(app, context),
+    appUid: app.id,
+    appDomain: host,
+    appType: app.type,
+    nonIdentity: true,
+  };
 }
 
 /**

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { LoginState } from '../../src/identity/state.ts';
 import { killAllCli, runCli } from '../support/cli.ts';
 import { databaseKinds, tempDir } from '../support/databases.ts';
-import { selfHostedApp, startTestApi, type TestApi } from './support.ts';
+import { oidcIdpConfig, selfHostedApp, startTestApi, type TestApi } from './support.ts';
 
 /** One policy of `app_state.policies`: the engine's trace entry with the policy id as `id`. */
 interface TracedPolicy {
@@ -36,16 +36,7 @@ describe.each(databaseKinds)('policy checks (%s)', (kind) => {
       account_id,
       name: 'Company SSO',
       type: 'oidc',
-      config: {
-        client_id: 'rp',
-        client_secret: 'oidc-client-secret-value',
-        auth_url: 'https://idp.example.com/authorize',
-        token_url: 'https://idp.example.com/token',
-        certs_url: 'https://idp.example.com/jwks',
-        scopes: ['openid', 'email'],
-        claims: ['groups'],
-        email_claim_name: 'email',
-      },
+      config: oidcIdpConfig('rp'),
     });
     oidcIdp = idp.id!;
     const app = await api.request('POST', `${api.access}/apps`, {

@@ -7,7 +7,7 @@ import { decrypt } from '../../src/keys/master-key.ts';
 import { identityProviderSecretBinding } from '../../src/keys/sealed.ts';
 import { verifyServiceTokenSecret } from '../../src/keys/service-token-secrets.ts';
 import { databaseKinds } from '../support/databases.ts';
-import { startTestApi, type TestApi } from './support.ts';
+import { oidcIdpConfig, startTestApi, type TestApi } from './support.ts';
 
 describe.each(databaseKinds)('part B resources with the cloudflare SDK (%s)', (kind) => {
   let api: TestApi;
@@ -91,17 +91,7 @@ describe.each(databaseKinds)('part B resources with the cloudflare SDK (%s)', (k
 
   test('identity providers: the client secret is sealed, never returned, and kept by a PUT without it', async () => {
     const idps = client.zeroTrust.identityProviders;
-    const config = {
-      client_id: 'gatehouse-rp',
-      client_secret: 'oidc-client-secret-value',
-      auth_url: 'https://idp.example.com/authorize',
-      token_url: 'https://idp.example.com/token',
-      certs_url: 'https://idp.example.com/jwks',
-      scopes: ['openid', 'email'],
-      claims: ['groups'],
-      email_claim_name: 'email',
-      pkce_enabled: true,
-    };
+    const config = { ...oidcIdpConfig('gatehouse-rp'), pkce_enabled: true };
     const created = await idps.create({ account_id, name: 'Company SSO', type: 'oidc', config });
     const id = created.id!;
     expect(created).toMatchObject({

@@ -90,6 +90,20 @@ export function selfHostedApp(domain: string, extra: Record<string, unknown> = {
   return { type: 'self_hosted', name: domain, domain, ...extra };
 }
 
+/** An upstream OIDC identity provider's config in Cloudflare's shape (nothing listens there). */
+export function oidcIdpConfig(clientId: string) {
+  return {
+    client_id: clientId,
+    client_secret: 'oidc-client-secret-value',
+    auth_url: 'https://idp.example.com/authorize',
+    token_url: 'https://idp.example.com/token',
+    certs_url: 'https://idp.example.com/jwks',
+    scopes: ['openid', 'email'],
+    claims: ['groups'],
+    email_claim_name: 'email',
+  };
+}
+
 /** An OIDC SaaS app body in the shape of the MCP guide (spec/stack.md §2). */
 export function saasApp(name: string) {
   return {

@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { Gateway } from '../../gateway.ts';
-import { createCountrySource } from '../../geo/country.ts';
+import { type CountrySource, createCountrySource } from '../../geo/country.ts';
 import { mintJwt, TokenError, verifyJwt } from '../../keys/jwt.ts';
 import { orgSessions } from '../../login/org-session.ts';
 import { appServesHost, parseAppHost } from '../../login/redirects.ts';
@@ -91,6 +91,7 @@ export class ManagedOAuth {
   private readonly verified = new Map<string, VerifiedAccess>();
   private readonly assertions: AssertionMinter;
   private readonly now: () => number;
+  private readonly countryOf: CountrySource | null;
   private readonly stopKeys: () => void;
 
   /** `decide`: identity-time decisions for authorizations and refreshes, external evaluation included. */
@@ -103,6 +104,7 @@ export class ManagedOAuth {
     // Gatehouse listens on plain HTTP; the public scheme is the team domain's (as in the proxy).
     this.scheme = this.teamDomain.startsWith('https:') ? 'https' : 'http';
     this.now = options.now ?? Date.now;
+    this.countryOf = createCountrySource(gateway.settings);
     const fetcher = new ClientMetadataFetcher(options.clientMetadata);
     this.storage = new ManagedOAuthStorage(gateway.store, gateway.account.accountId, fetcher, (namespace) => {
       const entry = gateway.snapshot.current().appsById.get(namespace);
@@ -249,7 +251,7 @@ export class ManagedOAuth {
         }
         const ip = request.ip.replace(/^::ffff:/, '');
         const certificate = certificateFacts(request.raw.socket, this.now());
-        const country = createCountrySource(this.gateway.settings)?.(ip, request.headers);
+        const country = this.countryOf?.(ip, request.headers);
         const geo = country === undefined ? {} : { country };
         // An identity-time decision: external evaluation endpoints are asked here.
         const decision = entry.compiled
