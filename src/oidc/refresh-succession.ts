@@ -33,12 +33,6 @@ interface NewRefreshToken {
   grantId?: unknown;
 }
 
-/** The successor of the refresh token whose value is `rotated`. */
-export function successorValue(master: MasterKey, rotated: string): string {
-  const key = createHmac('sha256', master.key).update('gatehouse refresh-token succession').digest();
-  return createHmac('sha256', key).update(rotated).digest('base64url');
-}
-
 /**
  * Makes `provider` derive a rotated refresh token's successor from the rotated token's value.
  * oidc-provider sets the `RotatedRefreshToken` entity of the request just before it creates the
@@ -46,6 +40,8 @@ export function successorValue(master: MasterKey, rotated: string): string {
  * first one) keeps its random value.
  */
 export function deriveRefreshSuccessors(provider: RotatingProvider, master: MasterKey): void {
+  // Derived once per provider: the key the successors of this issuer's tokens are made with.
+  const key = createHmac('sha256', master.key).update('gatehouse refresh-token succession').digest();
   const requests = new AsyncLocalStorage<object>();
   provider.use((ctx, next) => requests.run(ctx, next));
   const prototype = provider.RefreshToken.prototype;
@@ -53,7 +49,7 @@ export function deriveRefreshSuccessors(provider: RotatingProvider, master: Mast
   prototype.generateTokenId = function (this: NewRefreshToken) {
     const rotated = (requests.getStore() as RequestContext | undefined)?.oidc?.entities?.RotatedRefreshToken;
     if (rotated && typeof rotated.jti === 'string' && rotated.grantId === this.grantId) {
-      return successorValue(master, rotated.jti);
+      return createHmac('sha256', key).update(rotated.jti).digest('base64url');
     }
     return randomValue.call(this);
   };
