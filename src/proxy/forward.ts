@@ -2,11 +2,11 @@
 // beat @fastify/reply-from and node's Agent). Bodies stream both ways with backpressure, so a
 // 200 MB upload or an endless SSE stream costs a few buffers, and responses are written as the
 // origin writes them.
-import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type http from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { type Duplex, Readable } from 'node:stream';
-import { Pool } from 'undici';
+import { type Dispatcher, Pool } from 'undici';
 import { applyCors } from './cors.ts';
 import { filterResponseHeaders } from './headers.ts';
 import type { OriginTarget } from './routing.ts';
@@ -55,30 +55,6 @@ export class ForwardError extends Error {
 
 class BodyTooLarge extends Error {}
 
-/**
- * Aborts the origin request when the client goes away before the response is complete (a slow
- * origin must not keep a pooled connection busy for nobody). undici accepts an EventEmitter
- * with `aborted` and an 'abort' event as a request signal; it costs far less per request than
- * an AbortController, whose EventTarget machinery showed up in the proxy's CPU profile.
- */
-class ClientGone extends EventEmitter {
-  aborted = false;
-  private readonly onClose = () => {
-    if (this.res.writableFinished) return;
-    this.aborted = true;
-    this.emit('abort');
-  };
-
-  constructor(private readonly res: http.ServerResponse) {
-    super();
-    res.once('close', this.onClose);
-  }
-
-  release(): void {
-    this.res.off('close', this.onClose);
-  }
-}
-
 export class Forwarder {
   private readonly pools = new Map<string, Pool>();
 
@@ -108,42 +84,21 @@ export class Forwarder {
   }
 
   /**
-   * Streams the request to the origin and the response to the client. Throws ForwardError when
-   * nothing has been written to the client yet; once the response has started, a failure cuts
-   * the connection, which is all HTTP/1.1 can say at that point.
+   * Streams the request to the origin and the response to the client. `fail` gets a ForwardError
+   * when nothing has been written to the client yet (the caller answers with its status); once
+   * the response has started, a failure cuts the connection, which is all HTTP/1.1 can say then.
    */
-  async forward(request: ForwardRequest, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const pool = this.pool(request.target);
-    const gone = new ClientGone(res);
-    try {
-      await pool.stream(
-        {
-          path: request.path,
-          method: request.method,
-          headers: request.headers,
-          body: this.body(req, request.contentLength),
-          signal: gone,
-        },
-        ({ statusCode, headers }) => {
-          const out = filterResponseHeaders(headers);
-          if (request.setCookie) out['set-cookie'] = [...[out['set-cookie'] ?? []].flat(), request.setCookie];
-          res.writeHead(statusCode, request.cors ? applyCors(out, request.cors) : out);
-          // Every chunk is written as it arrives. An event stream also gets its headers at once,
-          // so the client knows it is connected before the first event; other responses send
-          // them with the first chunk (one write instead of two).
-          if (String(headers['content-type']).startsWith('text/event-stream')) res.flushHeaders();
-          return res;
-        },
-      );
-    } catch (error) {
-      if (res.headersSent || gone.aborted) {
-        res.destroy();
-        return;
-      }
-      throw classify(error);
-    } finally {
-      gone.release();
-    }
+  forward(
+    request: ForwardRequest,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    fail: (error: ForwardError) => void,
+  ): void {
+    const body = this.body(req, request.contentLength);
+    this.pool(request.target).dispatch(
+      { path: request.path, method: request.method, headers: request.headers, body },
+      new ResponseRelay(request, res, body, fail),
+    );
   }
 
   /**
@@ -210,6 +165,91 @@ export class Forwarder {
     if (contentLength !== null) return contentLength === '0' ? null : req;
     if (req.headers['transfer-encoding'] === undefined) return null;
     return Readable.from(limited(req, this.limits.maxBodyBytes), { objectMode: false });
+  }
+}
+
+/**
+ * One exchange with the origin, as an undici dispatch handler: the response is written to the
+ * client as it arrives, with backpressure both ways (a full client socket pauses the origin's).
+ * This is what `Pool.stream` does, without what the proxy does not need per request: its promise,
+ * its async-resource scope, and `finished()`'s half-dozen listeners on the response (undici's own
+ * TODO says as much); it was the largest part of the forwarder in the proxy's CPU profile.
+ */
+class ResponseRelay implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | null = null;
+  private settled = false;
+  /** Set when the exchange must end before undici has started it (the client left, the body failed). */
+  private abortReason: Error | null = null;
+
+  constructor(
+    private readonly request: ForwardRequest,
+    private readonly res: http.ServerResponse,
+    body: Readable | http.IncomingMessage | null,
+    private readonly fail: (error: ForwardError) => void,
+  ) {
+    // A slow origin must not keep a pooled connection busy for nobody.
+    res.once('close', () => {
+      if (!res.writableFinished && !this.settled) this.end(new Error('client went away'));
+    });
+    // A failing request body (a client reset, the size limit) ends the exchange, even while the
+    // request waits for a pooled connection.
+    body?.on('error', (error: Error) => this.end(error));
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.abortReason) controller.abort(this.abortReason);
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+  ): void {
+    // 1xx (103 Early Hints) is not relayed: node:http answers `Expect` itself.
+    if (statusCode < 200 || this.settled) return;
+    const { request, res } = this;
+    const out = filterResponseHeaders(headers);
+    if (request.setCookie) out['set-cookie'] = [...[out['set-cookie'] ?? []].flat(), request.setCookie];
+    res.writeHead(statusCode, request.cors ? applyCors(out, request.cors) : out);
+    // Every chunk is written as it arrives. An event stream also gets its headers at once, so the
+    // client knows it is connected before the first event; other responses send them with the
+    // first chunk (one write instead of two).
+    if (String(headers['content-type']).startsWith('text/event-stream')) res.flushHeaders();
+    this.controller = controller;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.res.write(chunk)) return;
+    controller.pause();
+    this.res.once('drain', () => controller.resume());
+  }
+
+  onResponseEnd(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.res.end();
+  }
+
+  /** undici's report that the exchange failed (the origin, a timeout, or an abort of ours). */
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.settle(error);
+  }
+
+  /** Ends the exchange from our side: undici is told to stop, now or as soon as it starts. */
+  private end(reason: Error): void {
+    if (this.settled) return;
+    this.abortReason = reason;
+    this.controller?.abort(reason);
+    this.settle(reason);
+  }
+
+  private settle(error: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    const { res } = this;
+    if (res.headersSent || res.destroyed) res.destroy();
+    else this.fail(classify(error));
   }
 }
 

@@ -271,21 +271,17 @@ export class GatehouseProxy {
     }
     if (!route.target) return sendReply(res, pageReply(502, req));
     if (route.target.kind === 'status') return sendReply(res, pageReply(route.target.status, req));
-    try {
-      await this.forwarder.forward(
-        {
-          ...this.toOrigin(route.target.origin, req.method ?? 'GET', target, incoming, grant, host),
-          contentLength: headers.contentLength,
-          cors,
-          setCookie: grant.setCookie ?? null,
-        },
-        req,
-        res,
-      );
-    } catch (error) {
-      if (!(error instanceof ForwardError)) throw error;
-      sendReply(res, pageReply(error.status, req));
-    }
+    this.forwarder.forward(
+      {
+        ...this.toOrigin(route.target.origin, req.method ?? 'GET', target, incoming, grant, host),
+        contentLength: headers.contentLength,
+        cors,
+        setCookie: grant.setCookie ?? null,
+      },
+      req,
+      res,
+      (error) => sendReply(res, pageReply(error.status, req)),
+    );
   }
 
   private async serveUpgrade(
