@@ -37,6 +37,8 @@ export interface ForwardRequest {
   headers: string[];
   /** The declared Content-Length, or null. */
   contentLength: string | null;
+  /** The request declared a Transfer-Encoding (a body of unknown length). */
+  chunked: boolean;
   /** The app's CORS headers for this request's Origin (cors.ts), or null. */
   cors: Record<string, string> | null;
   /** A cookie of Gatehouse's own for the client, added to the origin's Set-Cookie headers. */
@@ -94,7 +96,7 @@ export class Forwarder {
     res: http.ServerResponse,
     fail: (error: ForwardError) => void,
   ): void {
-    const body = this.body(req, request.contentLength);
+    const body = this.body(req, request);
     this.pool(request.target).dispatch(
       { path: request.path, method: request.method, headers: request.headers, body },
       new ResponseRelay(request, res, body, fail),
@@ -105,7 +107,12 @@ export class Forwarder {
    * Proxies a WebSocket (or other HTTP/1.1 Upgrade) handshake, then splices the two sockets.
    * An origin that refuses the upgrade is reported as 502.
    */
-  async upgrade(request: ForwardRequest, protocol: string, socket: Duplex, head: Buffer): Promise<void> {
+  async upgrade(
+    request: Pick<ForwardRequest, 'target' | 'path' | 'headers'>,
+    protocol: string,
+    socket: Duplex,
+    head: Buffer,
+  ): Promise<void> {
     const pool = this.pool(request.target);
     let upgraded: Awaited<ReturnType<Pool['upgrade']>>;
     try {
@@ -161,9 +168,9 @@ export class Forwarder {
   }
 
   /** No body for requests that declare none; a counted stream when the length is unknown. */
-  private body(req: http.IncomingMessage, contentLength: string | null) {
+  private body(req: http.IncomingMessage, { contentLength, chunked }: ForwardRequest) {
     if (contentLength !== null) return contentLength === '0' ? null : req;
-    if (req.headers['transfer-encoding'] === undefined) return null;
+    if (!chunked) return null;
     return Readable.from(limited(req, this.limits.maxBodyBytes), { objectMode: false });
   }
 }

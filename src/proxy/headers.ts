@@ -24,6 +24,8 @@ export interface ScannedHeaders {
   requestedWith: boolean;
   origin: string | null;
   contentLength: string | null;
+  /** A Transfer-Encoding was declared: the body's length is unknown (RFC 9112 §6.1). */
+  chunked: boolean;
   /** Value of `Upgrade`, kept for WebSocket requests. */
   upgrade: string | null;
 }
@@ -82,6 +84,7 @@ export function scanRequestHeaders(
     requestedWith: false,
     origin: null,
     contentLength: null,
+    chunked: false,
     upgrade: null,
   };
   let connection: string[] | null = null;
@@ -106,6 +109,9 @@ export function scanRequestHeaders(
         continue;
       case 'upgrade':
         scanned.upgrade = value;
+        continue;
+      case 'transfer-encoding':
+        scanned.chunked = true;
         continue;
       case 'accept':
         scanned.accept += value;

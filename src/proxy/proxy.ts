@@ -10,7 +10,7 @@ import { TokenError } from '../keys/jwt.ts';
 import type { KeyRing } from '../keys/keyring.ts';
 import { type AuditTrace, auditTrace } from '../policy/audit-trace.ts';
 import type { AdmittedBy } from '../policy/session.ts';
-import type { Decision, RequestContext } from '../policy/types.ts';
+import type { Decision, Identity, RequestContext } from '../policy/types.ts';
 import { verifiedClientCertificate } from '../tls/client-certificate.ts';
 import { AssertionMinter } from './assertion.ts';
 import type { ProxyApp, ProxyConfig, ProxyConfigSource } from './config.ts';
@@ -115,6 +115,17 @@ interface Incoming {
   headers: ScannedHeaders;
   cookies: { tokens: string[]; rest: string | null };
   client: ClientFacts;
+  /** The clock, read once for the whole request. */
+  nowMs: number;
+}
+
+/** A session's decision for one app and one set of client facts. */
+interface SessionOutcome {
+  app: ProxyApp;
+  ip: string | undefined;
+  country: string | undefined;
+  mtls: RequestContext['mtls'];
+  decision: Decision | null;
 }
 
 /** A presented token, with where it came from. */
@@ -141,6 +152,8 @@ export class GatehouseProxy {
   private readonly now: () => number;
   private readonly publicScheme: 'http' | 'https';
   private readonly stopKeys: () => void;
+  /** Each cached session's last decision and the client facts it was made for (sessionDecision). */
+  private readonly sessions = new WeakMap<VerifiedToken, SessionOutcome>();
 
   constructor(private readonly options: ProxyOptions) {
     this.now = options.now ?? (() => Date.now());
@@ -239,7 +252,8 @@ export class GatehouseProxy {
       // Routed by ingress, covered by no app (ARCHITECTURE.md §2).
       if (state.config.org.denyUnmatchedRequests) return sendReply(res, pageReply(403, req));
     } else {
-      const managed = await this.consultManagedOAuth(state, req, res, app, host, route, target, incoming);
+      const consulted = this.consultManagedOAuth(state, req, res, app, host, route, target, incoming);
+      const managed = consulted && (await consulted);
       if (managed?.kind === 'answered') return;
       if (managed?.kind === 'refused') return sendReply(res, managed.reply);
       if (
@@ -272,12 +286,7 @@ export class GatehouseProxy {
     if (!route.target) return sendReply(res, pageReply(502, req));
     if (route.target.kind === 'status') return sendReply(res, pageReply(route.target.status, req));
     this.forwarder.forward(
-      {
-        ...this.toOrigin(route.target.origin, req.method ?? 'GET', target, incoming, grant, host),
-        contentLength: headers.contentLength,
-        cors,
-        setCookie: grant.setCookie ?? null,
-      },
+      this.toOrigin(route.target.origin, req.method ?? 'GET', target, incoming, grant, host, cors),
       req,
       res,
       (error) => sendReply(res, pageReply(error.status, req)),
@@ -302,7 +311,8 @@ export class GatehouseProxy {
       if (state.config.org.denyUnmatchedRequests) return writeRawReply(socket, pageReply(403, req));
     } else {
       // Managed OAuth applies to the handshake as to any request: its token, or its 401 challenge.
-      const managed = await this.consultManagedOAuth(state, req, null, app, host, route, target, incoming);
+      const consulted = this.consultManagedOAuth(state, req, null, app, host, route, target, incoming);
+      const managed = consulted && (await consulted);
       if (managed?.kind === 'refused') return writeRawReply(socket, managed.reply);
       const outcome = await this.decide(state, app, managed, incoming, host, target, route.appPath);
       if ('status' in outcome) return writeRawReply(socket, withManagedChallenge(outcome, managed));
@@ -311,12 +321,7 @@ export class GatehouseProxy {
     if (!route.target || !headers.upgrade) return writeRawReply(socket, pageReply(502, req));
     if (route.target.kind === 'status') return writeRawReply(socket, pageReply(route.target.status, req));
     await this.forwarder.upgrade(
-      {
-        ...this.toOrigin(route.target.origin, 'GET', target, incoming, grant, host),
-        contentLength: null,
-        cors: null,
-        setCookie: null,
-      },
+      this.toOrigin(route.target.origin, 'GET', target, incoming, grant, host, null),
       headers.upgrade,
       socket,
       head,
@@ -327,14 +332,16 @@ export class GatehouseProxy {
   private incoming(req: http.IncomingMessage, app: ProxyApp | null): Incoming {
     const headers = scanRequestHeaders(req.rawHeaders, app?.serviceTokenHeader ?? null);
     const ip = clientIp(req);
+    const nowMs = this.now();
     return {
       headers,
       cookies: splitCookies(headers.cookie),
       client: {
         ip,
         country: this.options.country?.(ip, req.headers),
-        mtls: verifiedClientCertificate(req.socket, this.now()),
+        mtls: verifiedClientCertificate(req.socket, nowMs),
       },
+      nowMs,
     };
   }
 
@@ -351,8 +358,7 @@ export class GatehouseProxy {
     if (managed?.kind === 'grant') {
       return { assertion: managed.assertion, email: managed.email, dropAuthorization: true };
     }
-    const { headers, cookies, client } = incoming;
-    return this.authorize(state, app, headers, cookies.tokens, client, host, target, appPath);
+    return this.authorize(state, app, incoming, host, target, appPath);
   }
 
   /** Where and what to send upstream, with the origin's headers (originHeaders). */
@@ -363,13 +369,18 @@ export class GatehouseProxy {
     incoming: Incoming,
     grant: Grant,
     host: string,
-  ): Pick<ForwardRequest, 'target' | 'method' | 'path' | 'headers'> {
+    cors: Record<string, string> | null,
+  ): ForwardRequest {
     const { headers, cookies, client } = incoming;
     return {
       target: origin,
       method,
       path: target.forwardPath + target.query,
       headers: this.originHeaders(headers, cookies.rest, grant, client, host, origin.httpHostHeader),
+      contentLength: headers.contentLength,
+      chunked: headers.chunked,
+      cors,
+      setCookie: grant.setCookie ?? null,
     };
   }
 
@@ -380,8 +391,12 @@ export class GatehouseProxy {
     return managedOAuthRoute(state.table, bare, path, state.table.route(bare, path));
   }
 
-  /** The managed-OAuth hook's view of a request to `app` (`res` null for an upgrade); null if none. */
-  private async consultManagedOAuth(
+  /**
+   * The managed-OAuth hook's view of a request to `app` (`res` null for an upgrade); null, with
+   * no promise to wait for, when the hook has nothing to say: the app is not a managed-OAuth app
+   * and no bearer token (possibly another app's managed-OAuth token) is presented.
+   */
+  private consultManagedOAuth(
     state: RequestState,
     req: http.IncomingMessage,
     res: http.ServerResponse | null,
@@ -390,8 +405,9 @@ export class GatehouseProxy {
     route: Route,
     target: RequestTarget,
     { headers, client }: Incoming,
-  ): Promise<ManagedOAuthOutcome | null> {
+  ): Promise<ManagedOAuthOutcome | null> | null {
     if (!this.options.managedOAuth) return null;
+    if (!app.managedOAuth && headers.authorization.length === 0) return null;
     return this.options.managedOAuth({
       req,
       res,
@@ -425,23 +441,15 @@ export class GatehouseProxy {
   private async authorize(
     state: RequestState,
     app: ProxyApp,
-    headers: ScannedHeaders,
-    cookieTokens: readonly string[],
-    client: ClientFacts,
+    incoming: Incoming,
     host: string,
     target: RequestTarget,
     appPath: string,
   ): Promise<Grant | Reply> {
     const { config } = state;
-    const { ip } = client;
-    const nowMs = this.now();
+    const { headers, client, nowMs } = incoming;
     const nowSeconds = Math.floor(nowMs / 1000);
-    const base: RequestContext = {
-      now: nowMs,
-      clientIp: ip,
-      ...(client.country !== undefined && { country: client.country }),
-      ...(client.mtls !== undefined && { mtls: client.mtls }),
-    };
+    const base = requestContext(client, nowMs);
     const browser = headers.accept.includes('text/html') && !headers.requestedWith;
     let deniedByNonIdentity = false;
     let deniedByIdentity = false;
@@ -476,14 +484,14 @@ export class GatehouseProxy {
       presented.push({ token: headers.accessToken[0]!.trim(), source: 'header' });
     if (bearer) presented.push({ token: bearer, source: 'header' });
     // RFC 6265 lets a name repeat (different paths); a couple is plenty, more is an attack.
-    for (const token of cookieTokens.slice(0, 2)) presented.push({ token, source: 'cookie' });
+    for (const token of incoming.cookies.tokens.slice(0, 2)) presented.push({ token, source: 'cookie' });
     const dropAuthorization = bearer !== null;
     let invalidCookie = false;
 
     for (const { token, source } of presented) {
       let verified: VerifiedToken;
       try {
-        verified = this.tokens.lookup(token) ?? (await this.tokens.verify(token));
+        verified = this.tokens.lookup(token, nowSeconds) ?? (await this.tokens.verify(token));
       } catch (error) {
         if (!(error instanceof TokenError)) throw error;
         // A broken token in a header is a client bug worth reporting; a stale cookie means "log in".
@@ -499,7 +507,7 @@ export class GatehouseProxy {
           continue;
         }
         const claims = verified.claims as AppTokenClaims;
-        const decision = this.sessionDecision(config, app, claims, base, nowMs);
+        const decision = this.sessionDecision(config, app, verified, claims, base, nowMs);
         if (decision === null) {
           // The token no longer proves enough (its policy is gone or moved, or the request facts
           // no longer satisfy it): like an expired session, a fresh login decides.
@@ -667,6 +675,7 @@ export class GatehouseProxy {
   private sessionDecision(
     config: ProxyConfig,
     app: ProxyApp,
+    verified: VerifiedToken,
     claims: AppTokenClaims,
     base: RequestContext,
     nowMs: number,
@@ -674,10 +683,32 @@ export class GatehouseProxy {
     if (claims.sub === '' && typeof claims.common_name === 'string') {
       return this.serviceSession(config, app, claims.common_name, base, nowMs);
     }
+    // The same session from the same client decides the same way: the outcome depends only on
+    // the compiled app, the token's claims and the client's facts (the engine reads no clock
+    // for these: a certificate's dates are checked per request by verifiedClientCertificate).
+    const last = this.sessions.get(verified);
+    if (
+      last !== undefined &&
+      last.app === app &&
+      last.ip === base.clientIp &&
+      last.country === base.country &&
+      last.mtls === base.mtls
+    ) {
+      return last.decision;
+    }
     const admitted = admittedBy(claims);
     if (!admitted) return null;
-    const identity = { ...(claims.email !== undefined && { email: claims.email }), userUid: claims.sub };
-    return app.policies.evaluateSession({ ...base, identity }, admitted);
+    const identity: Identity =
+      claims.email !== undefined ? { email: claims.email, userUid: claims.sub } : { userUid: claims.sub };
+    const decision = app.policies.evaluateSession({ ...base, identity }, admitted);
+    this.sessions.set(verified, {
+      app,
+      ip: base.clientIp,
+      country: base.country,
+      mtls: base.mtls,
+      decision,
+    });
+    return decision;
   }
 
   /**
@@ -830,6 +861,17 @@ function revocationState(config: ProxyConfig): string {
     );
   }
   return parts.join('|');
+}
+
+/** The request facts every policy evaluation of this request starts from. */
+function requestContext(client: ClientFacts, nowMs: number): RequestContext {
+  const context: { -readonly [K in keyof RequestContext]: RequestContext[K] } = {
+    now: nowMs,
+    clientIp: client.ip,
+  };
+  if (client.country !== undefined) context.country = client.country;
+  if (client.mtls !== undefined) context.mtls = client.mtls;
+  return context;
 }
 
 function noIdentity(): Grant {

@@ -28,14 +28,14 @@ interface CompiledIngressRule {
 }
 
 export interface Route {
-  /** The application whose policies apply, or null. */
-  app: ProxyApp | null;
+  /** The application whose policies apply, or null. (Routes are shared between requests: read-only.) */
+  readonly app: ProxyApp | null;
   /** The path of the app hostname entry that matched (`/admin`), '' for a whole host. */
-  appPath: string;
+  readonly appPath: string;
   /** The ingress target, or null when no rule matched (a configuration without a catch-all). */
-  target: IngressTarget | null;
+  readonly target: IngressTarget | null;
   /** True when an ingress rule names this host explicitly (not through the catch-all). */
-  hostRouted: boolean;
+  readonly hostRouted: boolean;
 }
 
 /** cloudflared's default `connectTimeout` is 30s. */
@@ -66,7 +66,8 @@ export class RoutingTable {
   /** `*.example.com` rules keyed by `.example.com` (cloudflared matches any depth of subdomain). */
   private readonly ingressSuffix = new Map<string, CompiledIngressRule[]>();
   private readonly ingressCatchAll: CompiledIngressRule[] = [];
-  private readonly ingressByHost = new Map<string, readonly CompiledIngressRule[]>();
+  /** What each host seen so far can route to (bounded: Host headers are attacker-chosen). */
+  private readonly hosts = new Map<string, HostRoutes>();
   readonly appsByAud = new Map<string, ProxyApp>();
   readonly appsByClientId = new Map<string, ProxyApp>();
 
@@ -97,14 +98,9 @@ export class RoutingTable {
 
   /** `host` is lower case without the port; `path` is the decoded, normalised path. */
   route(host: string, path: string): Route {
-    const entry = this.findApp(host, path.toLowerCase());
-    const app = entry?.app ?? null;
-    const appPath = entry ? entry.path : '';
-    for (const rule of this.ingressCandidates(host)) {
-      if (rule.path && !rule.path.test(path)) continue;
-      return { app, appPath, target: rule.target, hostRouted: rule.namesHost };
-    }
-    return { app, appPath, target: null, hostRouted: false };
+    const routes = this.hostRoutes(host);
+    if (routes.pathless) return routes.pathless;
+    return routeFor(routes, path);
   }
 
   /** Every distinct origin the ingress rules name (the forwarder opens one pool per key). */
@@ -121,51 +117,72 @@ export class RoutingTable {
   }
 
   /**
-   * The most specific application covering host + path. Cloudflare: "the most specific path
-   * wins; it does not inherit from the parent" [D: …/policies/app-paths.mdx]. Gatehouse ranks
-   * by path depth, then literal path segments, then literal host labels, then declaration order.
+   * The app entries whose hostname matches `host`, and the ingress rules that may apply to it,
+   * computed once per host; with the route itself when the path cannot change it, which is the
+   * case for most hosts, so a request then costs one map lookup.
    */
-  private findApp(host: string, path: string): AppEntry | null {
-    const labels = host.split('.');
-    const segments = path.split('/').filter((segment) => segment !== '');
-    let best = bestOf(this.exactHosts.get(host), labels, segments, null);
-    if (this.wildcardHosts.size === 0) return best;
-    // Each suffix of the host after a dot, the host itself and '' is one map lookup.
-    for (let from = 0; ; ) {
-      best = bestOf(this.wildcardHosts.get(host.slice(from)), labels, segments, best);
-      if (from > host.length) return best;
-      const dot = host.indexOf('.', from);
-      from = dot === -1 ? host.length + 1 : dot + 1;
-    }
-  }
-
-  private ingressCandidates(host: string): readonly CompiledIngressRule[] {
-    const cached = this.ingressByHost.get(host);
+  private hostRoutes(host: string): HostRoutes {
+    const cached = this.hosts.get(host);
     if (cached) return cached;
-    const found = [...(this.ingressExact.get(host) ?? []), ...this.ingressCatchAll];
+    const labels = host.split('.');
+    const apps = (this.exactHosts.get(host) ?? []).filter((entry) => hostMatches(entry.labels, labels));
+    if (this.wildcardHosts.size > 0) {
+      // Each suffix of the host after a dot, the host itself and '' is one map lookup.
+      for (let from = 0; ; ) {
+        for (const entry of this.wildcardHosts.get(host.slice(from)) ?? []) {
+          if (hostMatches(entry.labels, labels)) apps.push(entry);
+        }
+        if (from > host.length) break;
+        const dot = host.indexOf('.', from);
+        from = dot === -1 ? host.length + 1 : dot + 1;
+      }
+    }
+    const ingress = [...(this.ingressExact.get(host) ?? []), ...this.ingressCatchAll];
     for (let dot = host.indexOf('.'); dot !== -1; dot = host.indexOf('.', dot + 1)) {
-      found.push(...(this.ingressSuffix.get(host.slice(dot)) ?? []));
+      ingress.push(...(this.ingressSuffix.get(host.slice(dot)) ?? []));
     }
     // First match wins in declaration order (cloudflared), whatever table a rule came from.
-    found.sort((a, b) => a.index - b.index);
-    if (this.ingressByHost.size >= HOST_CACHE_LIMIT) this.ingressByHost.clear();
-    this.ingressByHost.set(host, found);
-    return found;
+    ingress.sort((a, b) => a.index - b.index);
+    const routes: HostRoutes = { apps, ingress, pathless: null };
+    const pathDependent = apps.some((entry) => entry.segments.length > 0) || ingress[0]?.path;
+    if (!pathDependent) routes.pathless = routeFor(routes, '/');
+    if (this.hosts.size >= HOST_CACHE_LIMIT) this.hosts.clear();
+    this.hosts.set(host, routes);
+    return routes;
   }
 }
 
-function bestOf(
-  entries: readonly AppEntry[] | undefined,
-  labels: readonly string[],
-  segments: readonly string[],
-  best: AppEntry | null,
-): AppEntry | null {
-  if (!entries) return best;
-  for (const entry of entries) {
-    if (!hostMatches(entry.labels, labels) || !pathMatches(entry.segments, segments)) continue;
+/** What a host can route to (RoutingTable.hostRoutes). */
+interface HostRoutes {
+  apps: readonly AppEntry[];
+  ingress: readonly CompiledIngressRule[];
+  /** The host's one route when no app path and no leading ingress `path` makes it depend on the path. */
+  pathless: Route | null;
+}
+
+/**
+ * The route of `path` among a host's candidates. The most specific application wins: "the most
+ * specific path wins; it does not inherit from the parent" [D: …/policies/app-paths.mdx];
+ * Gatehouse ranks by path depth, then literal path segments, then literal host labels, then
+ * declaration order. The first ingress rule whose `path` matches gives the target.
+ */
+function routeFor(routes: HostRoutes, path: string): Route {
+  const segments = path
+    .toLowerCase()
+    .split('/')
+    .filter((segment) => segment !== '');
+  let best: AppEntry | null = null;
+  for (const entry of routes.apps) {
+    if (!pathMatches(entry.segments, segments)) continue;
     if (!best || moreSpecific(entry, best)) best = entry;
   }
-  return best;
+  const app = best?.app ?? null;
+  const appPath = best ? best.path : '';
+  for (const rule of routes.ingress) {
+    if (rule.path && !rule.path.test(path)) continue;
+    return { app, appPath, target: rule.target, hostRouted: rule.namesHost };
+  }
+  return { app, appPath, target: null, hostRouted: false };
 }
 
 function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {

@@ -54,14 +54,14 @@ export class TokenVerifier extends TokenCache<VerifiedToken> {
    * The cached verification of a token, synchronously (the hot path: no promise, no tick), or
    * undefined when it must be verified. Throws TokenError for a cached token that has expired.
    */
-  lookup(token: string): VerifiedToken | undefined {
+  lookup(token: string, now = this.nowSeconds()): VerifiedToken | undefined {
     if (token.length > MAX_TOKEN_LENGTH) throw new TokenError('token too large');
     // One-shot hashing: no Hash object per request.
     const key = hash('sha256', token, 'base64');
     const cached = this.cache.get(key);
     if (!cached) return undefined;
     // Entries never outlive the token: expired ones are dropped when met.
-    if (cached.claims.exp > this.nowSeconds()) return cached;
+    if (cached.claims.exp > now) return cached;
     this.cache.delete(key);
     throw new TokenError('token expired');
   }
