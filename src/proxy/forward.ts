@@ -217,7 +217,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     if (statusCode < 200 || this.settled) return;
     const { request, res } = this;
     const out = filterResponseHeaders(headers);
-    if (request.setCookie) out['set-cookie'] = [...[out['set-cookie'] ?? []].flat(), request.setCookie];
+    if (request.setCookie) out['set-cookie'] = withCookie(out['set-cookie'], request.setCookie);
     res.writeHead(statusCode, request.cors ? applyCors(out, request.cors) : out);
     // Every chunk is written as it arrives. An event stream also gets its headers at once, so the
     // client knows it is connected before the first event; other responses send them with the
@@ -258,6 +258,11 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     if (res.headersSent || res.destroyed) res.destroy();
     else this.fail(classify(error));
   }
+}
+
+function withCookie(existing: string | string[] | undefined, cookie: string): string | string[] {
+  if (existing === undefined) return cookie;
+  return Array.isArray(existing) ? [...existing, cookie] : [existing, cookie];
 }
 
 async function* limited(req: http.IncomingMessage, max: number): AsyncGenerator<Buffer> {

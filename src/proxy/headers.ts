@@ -183,16 +183,25 @@ export function splitCookies(headers: readonly string[]): { tokens: string[]; re
   const tokens: string[] = [];
   const rest: string[] = [];
   for (const header of headers) {
-    for (const pair of header.split(';')) {
-      const trimmed = pair.trim();
-      if (!trimmed) continue;
-      const equals = trimmed.indexOf('=');
-      const name = equals === -1 ? trimmed : trimmed.slice(0, equals);
+    // Every Access cookie name starts with `CF_`: a header without it goes to the origin whole.
+    if (!header.includes('CF_')) {
+      const whole = header.trim();
+      if (whole) rest.push(whole);
+      continue;
+    }
+    for (let start = 0; start < header.length; ) {
+      const semicolon = header.indexOf(';', start);
+      const end = semicolon === -1 ? header.length : semicolon;
+      const pair = header.slice(start, end).trim();
+      start = end + 1;
+      if (!pair) continue;
+      const equals = pair.indexOf('=');
+      const name = equals === -1 ? pair : pair.slice(0, equals);
       if (ACCESS_COOKIES.has(name)) {
-        if (name === APP_COOKIE) tokens.push(trimmed.slice(equals + 1));
+        if (name === APP_COOKIE) tokens.push(pair.slice(equals + 1));
         continue;
       }
-      rest.push(trimmed);
+      rest.push(pair);
     }
   }
   return { tokens, rest: rest.length > 0 ? rest.join('; ') : null };

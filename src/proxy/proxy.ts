@@ -154,6 +154,8 @@ export class GatehouseProxy {
   private readonly stopKeys: () => void;
   /** Each cached session's last decision and the client facts it was made for (sessionDecision). */
   private readonly sessions = new WeakMap<VerifiedToken, SessionOutcome>();
+  /** The `Set-Cookie` a service token's assertion was last sent with (serviceGrant). */
+  private readonly serviceCookies = new WeakMap<object, { app: ProxyApp; appPath: string; header: string }>();
 
   constructor(private readonly options: ProxyOptions) {
     this.now = options.now ?? (() => Date.now());
@@ -662,9 +664,15 @@ export class GatehouseProxy {
     );
     const assertion = await entry.token;
     if (appPath === null) return { assertion, email: null, dropAuthorization: false };
-    const secure = this.publicScheme === 'https';
-    const setCookie = appCookieHeader(app, appPath, secure, assertion, entry.expiresAt);
-    return { assertion, email: null, dropAuthorization: false, setCookie };
+    // The cookie header (a kilobyte) is built once per minted assertion, app and app path.
+    let cookie = this.serviceCookies.get(entry);
+    if (cookie?.app !== app || cookie.appPath !== appPath) {
+      const secure = this.publicScheme === 'https';
+      const header = appCookieHeader(app, appPath, secure, assertion, entry.expiresAt);
+      cookie = { app, appPath, header };
+      this.serviceCookies.set(entry, cookie);
+    }
+    return { assertion, email: null, dropAuthorization: false, setCookie: cookie.header };
   }
 
   /**
