@@ -115,7 +115,7 @@ export async function createServer(
   };
 
   const dispatch = (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const host = normaliseHost(hostHeader(req), defaultPort);
+    const host = normaliseHost(req.headers.host, defaultPort);
     if (host === teamHost) return teamApp.routing(req, res);
     if (host && appHosts?.(req, res, host)) return;
     notFound(res);
@@ -223,20 +223,6 @@ function registerCoreRoutes(app: FastifyInstance, gateway: Gateway): void {
 }
 
 /** Lower-cases a Host header and drops the scheme's default port, so `a:80` equals `a`. */
-/**
- * The request's Host, from the raw header list. `req.headers` would build an object of every
- * header (an app cookie alone is a kilobyte) that the proxy, which scans the raw list itself,
- * never reads. Node keeps the first of repeated Host headers; so does this.
- */
-function hostHeader(req: http.IncomingMessage): string | undefined {
-  const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length === 4 && name.toLowerCase() === 'host') return raw[i + 1];
-  }
-  return undefined;
-}
-
 export function normaliseHost(header: string | undefined, defaultPort: string): string | null {
   if (!header) return null;
   let host = header.trim().toLowerCase();
