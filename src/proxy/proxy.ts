@@ -119,8 +119,8 @@ interface Incoming {
   nowMs: number;
 }
 
-/** A session's decision for one app and one set of client facts. */
-interface SessionOutcome {
+/** A token's decision at one app for one set of client facts. */
+interface RememberedDecision {
   app: ProxyApp;
   ip: string | undefined;
   country: string | undefined;
@@ -152,8 +152,8 @@ export class GatehouseProxy {
   private readonly now: () => number;
   private readonly publicScheme: 'http' | 'https';
   private readonly stopKeys: () => void;
-  /** Each cached session's last decision and the client facts it was made for (sessionDecision). */
-  private readonly sessions = new WeakMap<VerifiedToken, SessionOutcome>();
+  /** Each cached token's last decision and the client facts it was made for (rememberedDecision). */
+  private readonly decisions = new WeakMap<VerifiedToken, RememberedDecision>();
   /** The `Set-Cookie` a service token's assertion was last sent with (serviceGrant). */
   private readonly serviceCookies = new WeakMap<object, { app: ProxyApp; appPath: string; header: string }>();
 
@@ -527,17 +527,17 @@ export class GatehouseProxy {
       // Another app's token: a linked token (flow 1), or a SaaS access token (flow 2). A cookie
       // is never one: it may be a sibling path app's session on the same host.
       if (source === 'cookie') continue;
-      const linkedFrom =
-        verified.kind === 'app'
-          ? verified.claims.aud.map((aud) => state.table.appsByAud.get(aud)).find((found) => found)
-          : state.table.appsByClientId.get(verified.claims.client_id);
+      const linkedFrom = linkedSource(state.table, verified);
       if (linkedFrom && this.revoked(config, verified.claims, linkedFrom))
         return unauthorized('invalid_token');
-      const context = linkedFrom ? { ...base, linkedAppUid: linkedFrom.id } : null;
-      const decision = context ? app.policies.evaluate(context) : null;
+      const decision = linkedFrom
+        ? this.rememberedDecision(verified, app, base, () =>
+            app.policies.evaluate({ ...base, linkedAppUid: linkedFrom.id }),
+          )
+        : null;
       if (decision && decision.decision === 'bypass') return noIdentity();
       if (decision && decision.decision === 'non_identity') {
-        this.linkedSeen(app, linkedFrom!, verified, host, context!);
+        this.linkedSeen(app, linkedFrom!, verified, host, base);
         return this.linkedGrant(app, linkedFrom!, verified, nowSeconds, dropAuthorization);
       }
       deniedByNonIdentity = true;
@@ -631,11 +631,13 @@ export class GatehouseProxy {
     from: ProxyApp,
     verified: VerifiedToken,
     host: string,
-    context: RequestContext,
+    base: RequestContext,
   ): void {
+    const { events } = this.options;
+    if (!events) return;
     const { claims } = verified;
-    this.options.events?.accessRequest(`l:${verified.digest}:${app.id}`, () => ({
-      ...nonIdentityRow(app, host, context),
+    events.accessRequest(`l:${verified.digest}:${app.id}`, () => ({
+      ...nonIdentityRow(app, host, { ...base, linkedAppUid: from.id }),
       action: 'linked_app_token',
       allowed: true,
       userEmail: typeof claims.email === 'string' ? claims.email : null,
@@ -691,10 +693,29 @@ export class GatehouseProxy {
     if (claims.sub === '' && typeof claims.common_name === 'string') {
       return this.serviceSession(config, app, claims.common_name, base, nowMs);
     }
-    // The same session from the same client decides the same way: the outcome depends only on
-    // the compiled app, the token's claims and the client's facts (the engine reads no clock
-    // for these: a certificate's dates are checked per request by verifiedClientCertificate).
-    const last = this.sessions.get(verified);
+    return this.rememberedDecision(verified, app, base, () => {
+      const admitted = admittedBy(claims);
+      if (!admitted) return null;
+      const identity: Identity =
+        claims.email !== undefined ? { email: claims.email, userUid: claims.sub } : { userUid: claims.sub };
+      return app.policies.evaluateSession({ ...base, identity }, admitted);
+    });
+  }
+
+  /**
+   * `decide()` for a verified token at `app` from a client, remembered with the token and reused
+   * while the client's facts are the same. The outcome depends on nothing else: the compiled app
+   * (a new object when the configuration changes), the token's claims and the client's address,
+   * country and certificate; the engine reads no clock for these (a certificate's dates are
+   * checked per request by verifiedClientCertificate). Revocations are checked before, per request.
+   */
+  private rememberedDecision(
+    verified: VerifiedToken,
+    app: ProxyApp,
+    base: RequestContext,
+    decide: () => Decision | null,
+  ): Decision | null {
+    const last = this.decisions.get(verified);
     if (
       last !== undefined &&
       last.app === app &&
@@ -704,12 +725,8 @@ export class GatehouseProxy {
     ) {
       return last.decision;
     }
-    const admitted = admittedBy(claims);
-    if (!admitted) return null;
-    const identity: Identity =
-      claims.email !== undefined ? { email: claims.email, userUid: claims.sub } : { userUid: claims.sub };
-    const decision = app.policies.evaluateSession({ ...base, identity }, admitted);
-    this.sessions.set(verified, {
+    const decision = decide();
+    this.decisions.set(verified, {
       app,
       ip: base.clientIp,
       country: base.country,
@@ -869,6 +886,16 @@ function revocationState(config: ProxyConfig): string {
     );
   }
   return parts.join('|');
+}
+
+/** The app a linked token was issued for (decision 1: an app token; decision 2: a SaaS access token). */
+function linkedSource(table: RoutingTable, verified: VerifiedToken): ProxyApp | undefined {
+  if (verified.kind === 'access') return table.appsByClientId.get(verified.claims.client_id);
+  for (const aud of verified.claims.aud) {
+    const app = table.appsByAud.get(aud);
+    if (app) return app;
+  }
+  return undefined;
 }
 
 /** The request facts every policy evaluation of this request starts from. */
