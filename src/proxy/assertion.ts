@@ -8,6 +8,8 @@ import { TokenCache } from './token-cache.ts';
 
 interface Entry {
   token: Promise<string>;
+  /** The token once signed: requests after the first use it without waiting on the promise. */
+  signed: string | null;
   /** The token's `exp`. */
   expiresAt: number;
   /** Reuse until this Unix second: a margin before expiry so the origin never sees a dead token. */
@@ -15,28 +17,36 @@ interface Entry {
 }
 
 export class AssertionMinter extends TokenCache<Entry> {
-  /** The assertion for `key`, minted with `claims` and `expiresAt` when none is fresh. */
-  get(key: string, claims: JWTPayload, expiresAt: number): Promise<string> {
-    return this.entry(key, claims, expiresAt).token;
-  }
-
-  /** Like get, with the `exp` of the token handed out (an earlier one when cached). */
-  entry(key: string, claims: JWTPayload, expiresAt: number): Readonly<Entry> {
+  /**
+   * The assertion for `key`: the cached one while fresh, else one minted with `claims()` and
+   * `expiresAt` (the entry's `expiresAt` is the `exp` of the token handed out).
+   */
+  entry(key: string, expiresAt: number, claims: () => JWTPayload): Readonly<Entry> {
     const now = this.nowSeconds();
     const cached = this.cache.get(key);
     if (cached && cached.refreshAt > now) return cached;
     const margin = Math.min(60, Math.floor((expiresAt - now) / 10));
-    const token = mintJwt(this.keys, claims, {
+    const token = mintJwt(this.keys, claims(), {
       issuer: this.teamDomain,
       expiresAt,
       now: new Date(now * 1000),
     });
-    const entry = { token, expiresAt, refreshAt: expiresAt - margin };
+    const entry: Entry = { token, signed: null, expiresAt, refreshAt: expiresAt - margin };
     this.remember(key, entry);
-    // A failed signing (keys being reloaded) must not stay cached.
-    token.catch(() => {
-      if (this.cache.get(key) === entry) this.cache.delete(key);
-    });
+    token.then(
+      (signed) => {
+        entry.signed = signed;
+      },
+      // A failed signing (keys being reloaded) must not stay cached.
+      () => {
+        if (this.cache.get(key) === entry) this.cache.delete(key);
+      },
+    );
     return entry;
   }
+}
+
+/** `use(assertion)` at once when the entry's token is signed (every request after the first), else when it is. */
+export function whenSigned<T>(entry: Readonly<Entry>, use: (assertion: string) => T): T | Promise<T> {
+  return entry.signed !== null ? use(entry.signed) : entry.token.then(use);
 }

@@ -12,8 +12,8 @@ import { type AuditTrace, auditTrace } from '../policy/audit-trace.ts';
 import type { AdmittedBy } from '../policy/session.ts';
 import type { Decision, Identity, RequestContext } from '../policy/types.ts';
 import { verifiedClientCertificate } from '../tls/client-certificate.ts';
-import { AssertionMinter } from './assertion.ts';
-import type { ProxyApp, ProxyConfig, ProxyConfigSource } from './config.ts';
+import { AssertionMinter, whenSigned } from './assertion.ts';
+import type { ProxyApp, ProxyConfig, ProxyConfigSource, ServiceTokenRecord } from './config.ts';
 import { applyCors, corsPreflight, corsResponseHeaders } from './cors.ts';
 import { appCookieHeader, handleAccessEndpoint, sameHostPath } from './endpoints.ts';
 import {
@@ -119,13 +119,13 @@ interface Incoming {
   nowMs: number;
 }
 
-/** A token's decision at one app for one set of client facts. */
-interface RememberedDecision {
+/** A credential's decision at one app for one set of client facts. */
+interface RememberedDecision<D extends Decision | null = Decision | null> {
   app: ProxyApp;
   ip: string | undefined;
   country: string | undefined;
   mtls: RequestContext['mtls'];
-  decision: Decision | null;
+  decision: D;
 }
 
 /** A presented token, with where it came from. */
@@ -152,8 +152,11 @@ export class GatehouseProxy {
   private readonly now: () => number;
   private readonly publicScheme: 'http' | 'https';
   private readonly stopKeys: () => void;
-  /** Each cached token's last decision and the client facts it was made for (rememberedDecision). */
-  private readonly decisions = new WeakMap<VerifiedToken, RememberedDecision>();
+  /**
+   * Each verified token's or service token's last decision and the client facts it was made for
+   * (rememberedDecision).
+   */
+  private readonly decisions = new WeakMap<VerifiedToken | ServiceTokenRecord, RememberedDecision>();
   /** The `Set-Cookie` a service token's assertion was last sent with (serviceGrant). */
   private readonly serviceCookies = new WeakMap<object, { app: ProxyApp; appPath: string; header: string }>();
 
@@ -460,18 +463,16 @@ export class GatehouseProxy {
     if (service.kind !== 'none' && config.org.strictServiceTokens) {
       // Strict mode (spec §4.5): with service-token headers present, nothing else counts.
       if (service.kind === 'invalid') return unauthorized('invalid_token');
-      const context = { ...base, serviceTokenId: service.token.id };
-      const decision = app.policies.evaluate(context);
+      const decision = this.serviceDecision(app, service.token, base);
       if (decision.decision === 'bypass') return noIdentity();
-      this.serviceTokenSeen(app, context, host, decision.decision === 'non_identity');
+      this.serviceTokenSeen(app, service.token.id, base, host, decision.decision === 'non_identity');
       if (decision.decision !== 'non_identity') return this.forbidden(app, browser, 'non_identity');
       return this.serviceGrant(app, service.token.clientId, service.token.id, nowSeconds, null);
     }
     if (service.kind === 'valid') {
-      const context = { ...base, serviceTokenId: service.token.id };
-      const decision = app.policies.evaluate(context);
+      const decision = this.serviceDecision(app, service.token, base);
       if (decision.decision === 'bypass') return noIdentity();
-      this.serviceTokenSeen(app, context, host, decision.decision === 'non_identity');
+      this.serviceTokenSeen(app, service.token.id, base, host, decision.decision === 'non_identity');
       if (decision.decision === 'non_identity') {
         return this.serviceGrant(app, service.token.clientId, service.token.id, nowSeconds, appPath);
       }
@@ -609,16 +610,16 @@ export class GatehouseProxy {
   /** Spec §4.5 `last_seen_at`, and a log row per token, app and outcome (spec §6: non-identity events). */
   private serviceTokenSeen(
     app: ProxyApp,
-    context: RequestContext & { serviceTokenId: string },
+    tokenId: string,
+    base: RequestContext,
     host: string,
     allowed: boolean,
   ): void {
     const events = this.options.events;
     if (!events) return;
-    const tokenId = context.serviceTokenId;
     events.serviceTokenUsed(tokenId);
     events.accessRequest(`s:${tokenId}:${app.id}:${allowed}`, () => ({
-      ...nonIdentityRow(app, host, context),
+      ...nonIdentityRow(app, host, { ...base, serviceTokenId: tokenId }),
       action: 'service_token',
       allowed,
       serviceTokenId: tokenId,
@@ -651,30 +652,32 @@ export class GatehouseProxy {
    * service-token JWT to the origin and (unless strict mode is on) returns a `CF_Authorization`
    * cookie to the client" — the same JWT, so the cookie alone authenticates later requests.
    */
-  private async serviceGrant(
+  private serviceGrant(
     app: ProxyApp,
     clientId: string,
     tokenId: string,
     now: number,
     appPath: string | null,
-  ): Promise<Grant> {
+  ): Grant | Promise<Grant> {
     // Spec §4.3: the service-token JWT has `common_name` = client_id, `sub: ""` and no email.
-    const entry = this.assertions.entry(
-      `s:${tokenId}:${app.aud}`,
-      { type: 'app', aud: [app.aud], common_name: clientId, sub: '' },
-      now + app.sessionDurationSeconds,
-    );
-    const assertion = await entry.token;
-    if (appPath === null) return { assertion, email: null, dropAuthorization: false };
-    // The cookie header (a kilobyte) is built once per minted assertion, app and app path.
-    let cookie = this.serviceCookies.get(entry);
-    if (cookie?.app !== app || cookie.appPath !== appPath) {
-      const secure = this.publicScheme === 'https';
-      const header = appCookieHeader(app, appPath, secure, assertion, entry.expiresAt);
-      cookie = { app, appPath, header };
-      this.serviceCookies.set(entry, cookie);
-    }
-    return { assertion, email: null, dropAuthorization: false, setCookie: cookie.header };
+    const entry = this.assertions.entry(`s:${tokenId}:${app.aud}`, now + app.sessionDurationSeconds, () => ({
+      type: 'app',
+      aud: [app.aud],
+      common_name: clientId,
+      sub: '',
+    }));
+    return whenSigned(entry, (assertion) => {
+      if (appPath === null) return { assertion, email: null, dropAuthorization: false };
+      // The cookie header (a kilobyte) is built once per minted assertion, app and app path.
+      let cookie = this.serviceCookies.get(entry);
+      if (cookie?.app !== app || cookie.appPath !== appPath) {
+        const secure = this.publicScheme === 'https';
+        const header = appCookieHeader(app, appPath, secure, assertion, entry.expiresAt);
+        cookie = { app, appPath, header };
+        this.serviceCookies.set(entry, cookie);
+      }
+      return { assertion, email: null, dropAuthorization: false, setCookie: cookie.header };
+    });
   }
 
   /**
@@ -703,19 +706,19 @@ export class GatehouseProxy {
   }
 
   /**
-   * `decide()` for a verified token at `app` from a client, remembered with the token and reused
+   * `decide()` for a credential at `app` from a client, remembered with the credential and reused
    * while the client's facts are the same. The outcome depends on nothing else: the compiled app
-   * (a new object when the configuration changes), the token's claims and the client's address,
+   * (a new object when the configuration changes), the credential and the client's address,
    * country and certificate; the engine reads no clock for these (a certificate's dates are
    * checked per request by verifiedClientCertificate). Revocations are checked before, per request.
    */
-  private rememberedDecision(
-    verified: VerifiedToken,
+  private rememberedDecision<D extends Decision | null>(
+    credential: VerifiedToken | ServiceTokenRecord,
     app: ProxyApp,
     base: RequestContext,
-    decide: () => Decision | null,
-  ): Decision | null {
-    const last = this.decisions.get(verified);
+    decide: () => D,
+  ): D {
+    const last = this.decisions.get(credential) as RememberedDecision<D> | undefined;
     if (
       last !== undefined &&
       last.app === app &&
@@ -726,7 +729,7 @@ export class GatehouseProxy {
       return last.decision;
     }
     const decision = decide();
-    this.decisions.set(verified, {
+    this.decisions.set(credential, {
       app,
       ip: base.clientIp,
       country: base.country,
@@ -750,28 +753,37 @@ export class GatehouseProxy {
   ): Decision | null {
     const record = config.serviceTokens.get(clientId);
     if (!record || !serviceTokenUsable(record, nowMs)) return null;
-    const decision = app.policies.evaluate({ ...base, serviceTokenId: record.id });
+    const decision = this.serviceDecision(app, record, base);
     return decision.decision === 'non_identity' || decision.decision === 'bypass' ? decision : null;
   }
 
+  /** The app's decision for a request the service token `record` authenticated (remembered per token record). */
+  private serviceDecision(app: ProxyApp, record: ServiceTokenRecord, base: RequestContext): Decision {
+    return this.rememberedDecision(record, app, base, () =>
+      app.policies.evaluate({ ...base, serviceTokenId: record.id }),
+    )!;
+  }
+
   /** Decision 1: a fresh token for this app, the same identity, `exp` no later than the presented one. */
-  private async linkedGrant(
+  private linkedGrant(
     app: ProxyApp,
     sourceApp: ProxyApp,
     verified: VerifiedToken,
     now: number,
     dropAuthorization: boolean,
-  ): Promise<Grant> {
+  ): Grant | Promise<Grant> {
     const { claims } = verified;
-    const identity: Record<string, unknown> = { type: 'app', aud: [app.aud], sub: claims.sub };
-    for (const name of ['email', 'identity_nonce', 'country', 'common_name'] as const) {
-      if (typeof claims[name] === 'string') identity[name] = claims[name];
-    }
-    identity.linked_app_uid = sourceApp.id;
     const expiresAt = Math.min(claims.exp, now + app.sessionDurationSeconds);
-    const assertion = await this.assertions.get(`l:${verified.digest}:${app.aud}`, identity, expiresAt);
+    const entry = this.assertions.entry(`l:${verified.digest}:${app.aud}`, expiresAt, () => {
+      const identity: Record<string, unknown> = { type: 'app', aud: [app.aud], sub: claims.sub };
+      for (const name of ['email', 'identity_nonce', 'country', 'common_name'] as const) {
+        if (typeof claims[name] === 'string') identity[name] = claims[name];
+      }
+      identity.linked_app_uid = sourceApp.id;
+      return identity;
+    });
     const email = typeof claims.email === 'string' ? claims.email : null;
-    return { assertion, email, dropAuthorization };
+    return whenSigned(entry, (assertion) => ({ assertion, email, dropAuthorization }));
   }
 
   private forbidden(app: ProxyApp, browser: boolean, phase: 'identity' | 'non_identity'): Reply {

@@ -543,17 +543,14 @@ export class ManagedOAuth {
   private assertion(app: ProxyApp, token: string, access: VerifiedAccess): Promise<string> {
     const digest = createHash('sha256').update(token).digest('base64');
     const nowSeconds = Math.floor(this.now() / 1000);
-    return this.assertions.get(
-      `m:${digest}:${app.aud}`,
-      {
-        type: 'app',
-        aud: [app.aud],
-        sub: access.sub,
-        ...(access.email !== null && { email: access.email }),
-        ...(access.policyId !== null && { policy_id: access.policyId, policy_precedence: access.precedence }),
-      },
-      Math.min(access.exp, nowSeconds + app.sessionDurationSeconds),
-    );
+    const expiresAt = Math.min(access.exp, nowSeconds + app.sessionDurationSeconds);
+    return this.assertions.entry(`m:${digest}:${app.aud}`, expiresAt, () => ({
+      type: 'app',
+      aud: [app.aud],
+      sub: access.sub,
+      ...(access.email !== null && { email: access.email }),
+      ...(access.policyId !== null && { policy_id: access.policyId, policy_precedence: access.precedence }),
+    })).token;
   }
 }
 
