@@ -24,6 +24,24 @@ export function secretDigest(secret: string): Buffer {
 
 /** Whether `digest` (secretDigest) is `storedHash` (hex SHA-256), in constant time. */
 export function digestMatchesHash(digest: Buffer, storedHash: string): boolean {
-  const expected = Buffer.from(storedHash, 'hex');
+  const expected = storedDigest(storedHash);
   return expected.length === digest.length && timingSafeEqual(expected, digest);
+}
+
+/**
+ * Stored hashes decoded from hex, remembered: the proxy checks a service token's secret on every
+ * request against the same one or two hashes. Keyed by the hash itself (never by a mutable
+ * record), bounded, and holding only hashes, which are stored in the database anyway.
+ */
+const decodedHashes = new Map<string, Buffer>();
+const DECODED_HASHES_LIMIT = 10_000;
+
+function storedDigest(storedHash: string): Buffer {
+  let decoded = decodedHashes.get(storedHash);
+  if (decoded === undefined) {
+    decoded = Buffer.from(storedHash, 'hex');
+    if (decodedHashes.size >= DECODED_HASHES_LIMIT) decodedHashes.clear();
+    decodedHashes.set(storedHash, decoded);
+  }
+  return decoded;
 }

@@ -104,6 +104,8 @@ export function scanRequestHeaders(
         scanned.host = value;
         continue;
       case 'connection':
+        // `keep-alive` and `close` (nearly every Connection header) name no other header.
+        if (namesNoHeader(value)) continue;
         connection ??= [];
         for (const token of value.split(',')) connection.push(token.trim().toLowerCase());
         continue;
@@ -149,19 +151,26 @@ export function filterResponseHeaders(
 ): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   const connection = headers.connection;
-  const listed = connection
-    ? new Set(
-        (Array.isArray(connection) ? connection.join(',') : connection)
-          .split(',')
-          .map((token) => token.trim().toLowerCase()),
-      )
-    : null;
+  const listed =
+    connection && !(typeof connection === 'string' && namesNoHeader(connection))
+      ? new Set(
+          (Array.isArray(connection) ? connection.join(',') : connection)
+            .split(',')
+            .map((token) => token.trim().toLowerCase()),
+        )
+      : null;
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || RESPONSE_HOP_BY_HOP.has(name) || listed?.has(name)) continue;
     out[name] = value;
   }
   return out;
+}
+
+/** A Connection header of just `keep-alive` or `close`: it lists no other header to remove. */
+function namesNoHeader(connection: string): boolean {
+  const value = connection.length <= 10 ? connection.trim().toLowerCase() : '';
+  return value === 'keep-alive' || value === 'close';
 }
 
 const RESPONSE_HOP_BY_HOP = new Set([
