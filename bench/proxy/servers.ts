@@ -2,22 +2,21 @@
 // so its CPU time can be read from /proc/<pid>/stat:
 //   origin <port>                     trivial node:http origin, 12-byte body
 //   reference <port> <origin port>    minimal Node proxy: node:http + undici Pool, no auth
-//   gatehouse <port> <origin port>    the real gateway (SQLite in a temp dir) with the proxy
-// Each prints one JSON line on stdout when it is listening.
-import { createHash, randomUUID } from 'node:crypto';
+//   gatehouse <port> <origin port>    the production wiring, as `gatehouse start` runs it
+//                                     (openGateway + createServer, SQLite in a temp dir), configured
+//                                     only through the management API with the official SDK
+// Each prints one JSON line on stdout when it is listening (the gateway: once it serves app.test).
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
+import Cloudflare from 'cloudflare';
 import { Pool } from 'undici';
+import { createApiToken } from '../../src/api/api-tokens.ts';
 import { loadSettings } from '../../src/config/settings.ts';
 import { openGateway } from '../../src/gateway.ts';
 import { mintJwt } from '../../src/keys/jwt.ts';
 import { createLogger } from '../../src/logging.ts';
-import { compilePolicies } from '../../src/policy/index.ts';
-import type { PolicyDefinition } from '../../src/policy/types.ts';
-import type { ProxyApp, ProxyConfig } from '../../src/proxy/config.ts';
-import { GatehouseProxy } from '../../src/proxy/proxy.ts';
 import { createServer } from '../../src/server.ts';
 import { tempDir } from '../../test/support/databases.ts';
-import { proxyApp } from '../../test/support/proxy-app.ts';
 
 const [mode, portText, originPortText] = process.argv.slice(2);
 const port = Number(portText);
@@ -54,6 +53,8 @@ if (mode === 'origin') {
   process.on('SIGTERM', () => process.exit(0));
 } else if (mode === 'gatehouse') {
   const temp = tempDir('gatehouse-bench-');
+  // Also when start-up fails (an uncaught error exits the process): leave no temp dir behind.
+  process.once('exit', () => temp.cleanup());
   const settings = loadSettings(
     {
       listen: `127.0.0.1:${port}`,
@@ -64,59 +65,99 @@ if (mode === 'origin') {
     {},
   );
   const logger = createLogger(settings.logLevel);
+  // As `gatehouse start` runs it: no substituted app-host handlers, so the proxy is the one the
+  // composition root wires over the live snapshot (managed OAuth, ProxyRecorder, country source).
   const gateway = await openGateway(settings, logger);
-  const secret = 'bench-secret-0123456789';
-  const serviceToken = {
-    id: randomUUID(),
-    clientId: `${randomUUID().replace(/-/g, '')}.access`,
-    secretHash: createHash('sha256').update(secret).digest('hex'),
-    previousSecretHash: null,
-    previousSecretExpiresAt: null,
-    expiresAt: null,
-    enabled: true,
-  };
-  const upstream = benchApp('upstream.test', []);
-  const staff: PolicyDefinition = {
-    id: randomUUID(),
+  const server = await createServer(gateway, logger);
+  await server.listen();
+  process.on('SIGTERM', () => {
+    server.close().finally(() => {
+      temp.cleanup();
+      process.exit(0);
+    });
+  });
+
+  // Configured only through the management API (served on the team domain under /client/v4),
+  // with the official SDK, as test/proxy/configured.test.ts does.
+  const account_id = gateway.account.accountId;
+  const { secret: apiToken } = await createApiToken(gateway.repos.apiTokens, {
+    accountId: account_id,
+    name: 'bench',
+    permissions: [
+      'Access: Apps and Policies Write',
+      'Access: Service Tokens Write',
+      'Cloudflare Tunnel Write',
+    ],
+  });
+  const client = new Cloudflare({ apiToken, baseURL: `${settings.teamDomain}/client/v4`, maxRetries: 0 });
+  const access = client.zeroTrust.access;
+  let tunnelId: string | undefined;
+  for await (const tunnel of client.zeroTrust.tunnels.cloudflared.list({ account_id })) tunnelId = tunnel.id!;
+  if (!tunnelId) throw new Error('the management API listed no tunnel');
+  await client.zeroTrust.tunnels.cloudflared.configurations.update(tunnelId, {
+    account_id,
+    config: {
+      ingress: [{ hostname: 'app.test', service: originUrl }, { service: 'http_status:404' }] as {
+        hostname: string;
+        service: string;
+      }[],
+    },
+  });
+  const token = await access.serviceTokens.create({ account_id, name: 'bench' });
+  const staff = await access.policies.create({
+    account_id,
     name: 'staff',
     decision: 'allow',
-    precedence: 3,
     include: [{ email_domain: { domain: 'example.com' } }],
-  };
-  const app = benchApp('app.test', [
-    {
-      id: randomUUID(),
-      name: 'service',
-      decision: 'non_identity',
-      precedence: 1,
-      include: [{ service_token: { token_id: serviceToken.id } }],
-    },
-    {
-      id: randomUUID(),
-      name: 'linked',
-      decision: 'non_identity',
-      precedence: 2,
-      include: [{ linked_app_token: { app_uid: upstream.id } }],
-    },
-    staff,
-  ]);
-  const config: ProxyConfig = {
-    apps: [app, upstream],
-    ingress: [{ hostname: 'app.test', service: originUrl }, { service: 'http_status:404' }],
-    org: { denyUnmatchedRequests: true, strictServiceTokens: false },
-    serviceTokens: new Map([[serviceToken.clientId, serviceToken]]),
-    userRevocations: new Map(),
-  };
-  const proxy = new GatehouseProxy({
-    teamDomain: settings.teamDomain,
-    keys: gateway.keys,
-    config: () => config,
   });
-  const server = await createServer(gateway, logger, {
-    appHosts: proxy.handleRequest,
-    appUpgrades: proxy.handleUpgrade,
+  const upstream = (await access.applications.create({
+    account_id,
+    type: 'self_hosted',
+    name: 'upstream.test',
+    domain: 'upstream.test',
+    policies: [staff.id!],
+  } as never)) as { id: string; aud: string };
+  const service = await access.policies.create({
+    account_id,
+    name: 'service',
+    decision: 'non_identity',
+    include: [{ service_token: { token_id: token.id! } }],
   });
-  await server.listen();
+  const linkedPolicy = await access.policies.create({
+    account_id,
+    name: 'linked',
+    decision: 'non_identity',
+    include: [{ linked_app_token: { app_uid: upstream.id } }],
+  });
+  const created = await access.applications.create({
+    account_id,
+    type: 'self_hosted',
+    name: 'app.test',
+    domain: 'app.test',
+    policies: [service.id!, linkedPolicy.id!, staff.id!],
+  } as never);
+  const app = (await access.applications.get(created.id!, { account_id })) as {
+    aud: string;
+    policies: { id: string; precedence: number }[];
+  };
+  const staffLink = app.policies.find((entry) => entry.id === staff.id);
+  if (!staffLink) throw new Error('app.test does not list the staff policy');
+  const clientId = token.client_id!;
+  const secret = token.client_secret!;
+
+  // Changes reach the proxy asynchronously (debounced snapshot rebuild): wait until it serves.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const status = await probe(port, {
+      host: 'app.test',
+      'cf-access-client-id': clientId,
+      'cf-access-client-secret': secret,
+    });
+    if (status === 200) break;
+    if (Date.now() > deadline) throw new Error(`app.test still answers ${status} after 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+
   const expiresAt = Math.floor(Date.now() / 1000) + 3600;
   const identity = {
     type: 'app',
@@ -128,7 +169,7 @@ if (mode === 'origin') {
   const session = await mintJwt(
     gateway.keys,
     // As the login mints it: the policy that admitted the user (src/policy/session.ts).
-    { ...identity, aud: [app.aud], policy_id: staff.id, policy_precedence: staff.precedence },
+    { ...identity, aud: [app.aud], policy_id: staff.id, policy_precedence: staffLink.precedence },
     { issuer: settings.teamDomain, expiresAt },
   );
   const linked = await mintJwt(
@@ -136,23 +177,20 @@ if (mode === 'origin') {
     { ...identity, aud: [upstream.aud] },
     { issuer: settings.teamDomain, expiresAt },
   );
-  ready({ session, linked, clientId: serviceToken.clientId, secret });
-  process.on('SIGTERM', () => {
-    server.close().finally(() => {
-      temp.cleanup();
-      process.exit(0);
-    });
-  });
+  ready({ session, linked, clientId, secret });
 } else {
   process.stderr.write(`unknown mode ${mode}\n`);
   process.exit(2);
 }
 
-function benchApp(host: string, policies: PolicyDefinition[]): ProxyApp {
-  return proxyApp(compilePolicies(policies), {
-    id: randomUUID(),
-    aud: createHash('sha256').update(host).digest('hex'),
-    name: host,
-    hosts: [host],
+/** The status of a GET / on the local listener with `headers`; the body is discarded. */
+function probe(listenPort: number, headers: http.OutgoingHttpHeaders): Promise<number> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port: listenPort, path: '/', headers, agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      })
+      .on('error', reject);
   });
 }

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiToken } from '../../src/api/api-tokens.ts';
 import { ConfigError, loadSettings } from '../../src/config/settings.ts';
 import { createCountrySource } from '../../src/geo/country.ts';
+import { mintJwt } from '../../src/keys/jwt.ts';
 import { tempDir } from '../support/databases.ts';
 import { startTestGateway, type TestGateway } from '../support/gateway.ts';
 import { buildCountryDatabase } from '../support/mmdb.ts';
@@ -66,6 +67,7 @@ async function startGeoGateway(
         { hostname: 'geo.localhost', service: origin.url },
         { hostname: 'open.localhost', service: origin.url },
         { hostname: 'svc.localhost', service: origin.url },
+        { hostname: 'staff.localhost', service: origin.url },
         { service: 'http_status:404' },
       ],
     }),
@@ -276,6 +278,75 @@ describe('geo from a trusted proxy header and a MaxMind database', () => {
         steps: [{ name: 'CI from DE', matched: false, rule: 'include' }],
       },
     });
+  });
+
+  it('decides again when the client’s country changes under the same session, service or linked token', async () => {
+    // The proxy remembers a credential's decision with the client facts it was made for
+    // (src/proxy/proxy.ts rememberedDecision): a change of country must not reuse it.
+    const api = await accessApi(v4.gateway);
+    const ci = (await api('POST', '/service_tokens', { name: 'ci-memo' })).body.result;
+    const wiki = (await api('POST', '/apps', { type: 'self_hosted', name: 'wiki', domain: 'wiki.localhost' }))
+      .body.result;
+    const fromDE = { geo: { country_code: 'DE' } };
+    const app = await api('POST', '/apps', {
+      type: 'self_hosted',
+      name: 'staff',
+      domain: 'staff.localhost',
+      policies: [
+        {
+          name: 'CI from DE',
+          decision: 'non_identity',
+          include: [{ service_token: { token_id: ci.id } }],
+          require: [fromDE],
+        },
+        {
+          name: 'wiki tokens from DE',
+          decision: 'non_identity',
+          include: [{ linked_app_token: { app_uid: wiki.id } }],
+          require: [fromDE],
+        },
+        {
+          name: 'staff from DE',
+          decision: 'allow',
+          include: [{ email_domain: { domain: 'example.com' } }],
+          require: [fromDE],
+        },
+      ],
+    });
+    expect(app.status).toBe(201);
+    await v4.gateway.gateway.snapshot.refresh();
+    const staff = app.body.result.policies[2];
+    const identity = { type: 'app', sub: 'user-1', email: 'alice@example.com' };
+    const mint = (claims: Record<string, unknown>) =>
+      mintJwt(v4.gateway.gateway.keys, claims, {
+        issuer: v4.gateway.url,
+        expiresAt: Math.floor(Date.now() / 1000) + 600,
+      });
+    const session = await mint({
+      ...identity,
+      aud: [app.body.result.aud],
+      policy_id: staff.id,
+      policy_precedence: staff.precedence,
+    });
+    const linked = await mint({ ...identity, aud: [wiki.aud] });
+    const credentials: Record<string, [string, string][]> = {
+      session: [['Cookie', `CF_Authorization=${session}`]],
+      service: [
+        ['CF-Access-Client-Id', ci.client_id],
+        ['CF-Access-Client-Secret', ci.client_secret],
+      ],
+      linked: [['Cf-Access-Token', linked]],
+    };
+    for (const [name, headers] of Object.entries(credentials)) {
+      const from = (country: string) =>
+        request(v4.port, trusted4, 'staff.localhost', [...headers, ['CF-IPCountry', country]]);
+      const statuses = [];
+      for (const country of ['DE', 'DE', 'FR', 'DE', 'FR']) statuses.push((await from(country)).status);
+      expect(
+        statuses.map((status) => status === 200),
+        name,
+      ).toEqual([true, true, false, true, false]);
+    }
   });
 
   it('tells the origin only the country it believed, never the client’s own header', async () => {
