@@ -67,7 +67,8 @@ if (mode === 'origin') {
   const logger = createLogger(settings.logLevel);
   // As `gatehouse start` runs it: no substituted app-host handlers, so the proxy is the one the
   // composition root wires over the live snapshot (managed OAuth, ProxyRecorder, country source).
-  const gateway = await openGateway(settings, logger);
+  // As `gatehouse start` opens it (key maintenance on).
+  const gateway = await openGateway(settings, logger, { maintenance: true });
   const server = await createServer(gateway, logger);
   await server.listen();
   process.on('SIGTERM', () => {
