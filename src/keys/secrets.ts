@@ -19,7 +19,9 @@ export function secretMatchesHash(secret: string, storedHash: string): boolean {
 
 /** The SHA-256 of a secret, to compare with several stored hashes while hashing once (one-shot, no Hash object). */
 export function secretDigest(secret: string): Buffer {
-  return hash('sha256', secret, 'buffer');
+  // Through a binary (latin1) string: Node 20's one-shot hash with 'buffer' output costs 690 ns
+  // against 250 + 180 ns this way, and the proxy checks a service token's secret per request.
+  return Buffer.from(hash('sha256', secret, 'binary'), 'binary');
 }
 
 /** Whether `digest` (secretDigest) is `storedHash` (hex SHA-256), in constant time. */
