@@ -6,6 +6,9 @@ import type { JWTPayload } from 'jose';
 import { mintJwt } from '../keys/jwt.ts';
 import { TokenCache } from './token-cache.ts';
 
+/** A cached assertion (AssertionMinter.entry). */
+export type AssertionEntry = Readonly<Entry>;
+
 interface Entry {
   token: Promise<string>;
   /** The token once signed: requests after the first use it without waiting on the promise. */
@@ -21,7 +24,7 @@ export class AssertionMinter extends TokenCache<Entry> {
    * The assertion for `key`: the cached one while fresh, else one minted with `claims()` and
    * `expiresAt` (the entry's `expiresAt` is the `exp` of the token handed out).
    */
-  entry(key: string, expiresAt: number, claims: () => JWTPayload): Readonly<Entry> {
+  entry(key: string, expiresAt: number, claims: () => JWTPayload): AssertionEntry {
     const now = this.nowSeconds();
     const cached = this.cache.get(key);
     if (cached && cached.refreshAt > now) return cached;
@@ -47,6 +50,6 @@ export class AssertionMinter extends TokenCache<Entry> {
 }
 
 /** `use(assertion)` at once when the entry's token is signed (every request after the first), else when it is. */
-export function whenSigned<T>(entry: Readonly<Entry>, use: (assertion: string) => T): T | Promise<T> {
+export function whenSigned<T>(entry: AssertionEntry, use: (assertion: string) => T): T | Promise<T> {
   return entry.signed !== null ? use(entry.signed) : entry.token.then(use);
 }

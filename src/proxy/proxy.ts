@@ -12,7 +12,7 @@ import { type AuditTrace, auditTrace } from '../policy/audit-trace.ts';
 import type { AdmittedBy } from '../policy/session.ts';
 import type { Decision, Identity, RequestContext } from '../policy/types.ts';
 import { verifiedClientCertificate } from '../tls/client-certificate.ts';
-import { AssertionMinter, whenSigned } from './assertion.ts';
+import { type AssertionEntry, AssertionMinter, whenSigned } from './assertion.ts';
 import type { ProxyApp, ProxyConfig, ProxyConfigSource, ServiceTokenRecord } from './config.ts';
 import { applyCors, corsPreflight, corsResponseHeaders } from './cors.ts';
 import { appCookieHeader, handleAccessEndpoint, sameHostPath } from './endpoints.ts';
@@ -55,8 +55,10 @@ export interface ProxyOptions {
   /** Service-token use and access-request rows, written off the request path (recorder.ts); closed with the proxy. */
   events?: ProxyEvents & { close?(): Promise<void> };
   /**
-   * Managed OAuth (spec §2.5, src/oidc/managed/): consulted first for each request to an app;
-   * null for an app without `oauth_configuration`, which the proxy then serves as usual.
+   * Managed OAuth (spec §2.5, src/oidc/managed/): consulted first for each request to an app with
+   * `oauth_configuration` (ProxyApp.managedOAuth), and for a request to any other app that carries
+   * an Authorization header (it may hold another app's managed-OAuth token, which the hook
+   * refuses); null when the proxy is to serve the request as usual.
    */
   managedOAuth?: (request: ManagedOAuthRequest) => Promise<ManagedOAuthOutcome | null>;
 }
@@ -158,7 +160,10 @@ export class GatehouseProxy {
    */
   private readonly decisions = new WeakMap<VerifiedToken | ServiceTokenRecord, RememberedDecision>();
   /** The `Set-Cookie` a service token's assertion was last sent with (serviceGrant). */
-  private readonly serviceCookies = new WeakMap<object, { app: ProxyApp; appPath: string; header: string }>();
+  private readonly serviceCookies = new WeakMap<
+    AssertionEntry,
+    { app: ProxyApp; appPath: string; header: string }
+  >();
 
   constructor(private readonly options: ProxyOptions) {
     this.now = options.now ?? (() => Date.now());
@@ -460,22 +465,20 @@ export class GatehouseProxy {
     let deniedByIdentity = false;
 
     const service = readServiceCredential(headers, config.serviceTokens, nowSeconds);
-    if (service.kind !== 'none' && config.org.strictServiceTokens) {
-      // Strict mode (spec §4.5): with service-token headers present, nothing else counts.
-      if (service.kind === 'invalid') return unauthorized('invalid_token');
-      const decision = this.serviceDecision(app, service.token, base);
-      if (decision.decision === 'bypass') return noIdentity();
-      this.serviceTokenSeen(app, service.token.id, base, host, decision.decision === 'non_identity');
-      if (decision.decision !== 'non_identity') return this.forbidden(app, browser, 'non_identity');
-      return this.serviceGrant(app, service.token.clientId, service.token.id, nowSeconds, null);
-    }
+    // Strict mode (spec §4.5): with service-token headers present, nothing else counts, and the
+    // client gets no app cookie for them.
+    const strict = service.kind !== 'none' && config.org.strictServiceTokens;
+    if (strict && service.kind === 'invalid') return unauthorized('invalid_token');
     if (service.kind === 'valid') {
       const decision = this.serviceDecision(app, service.token, base);
       if (decision.decision === 'bypass') return noIdentity();
-      this.serviceTokenSeen(app, service.token.id, base, host, decision.decision === 'non_identity');
-      if (decision.decision === 'non_identity') {
-        return this.serviceGrant(app, service.token.clientId, service.token.id, nowSeconds, appPath);
+      const allowed = decision.decision === 'non_identity';
+      this.serviceTokenSeen(app, service.token.id, base, host, allowed);
+      if (allowed) {
+        const cookiePath = strict ? null : appPath;
+        return this.serviceGrant(app, service.token.clientId, service.token.id, nowSeconds, cookiePath);
       }
+      if (strict) return this.forbidden(app, browser, 'non_identity');
       deniedByNonIdentity = true;
     }
 
