@@ -209,7 +209,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(
-    controller: Dispatcher.DispatchController,
+    _controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: IncomingHttpHeaders,
   ): void {
@@ -223,7 +223,6 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     // client knows it is connected before the first event; other responses send them with the
     // first chunk (one write instead of two).
     if (String(headers['content-type']).startsWith('text/event-stream')) res.flushHeaders();
-    this.controller = controller;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {

@@ -144,7 +144,7 @@ export class RoutingTable {
     // First match wins in declaration order (cloudflared), whatever table a rule came from.
     ingress.sort((a, b) => a.index - b.index);
     const routes: HostRoutes = { apps, ingress, pathless: null };
-    const pathDependent = apps.some((entry) => entry.segments.length > 0) || ingress[0]?.path;
+    const pathDependent = apps.some((entry) => entry.segments.length > 0) || Boolean(ingress[0]?.path);
     if (!pathDependent) routes.pathless = routeFor(routes, '/');
     if (this.hosts.size >= HOST_CACHE_LIMIT) this.hosts.clear();
     this.hosts.set(host, routes);
