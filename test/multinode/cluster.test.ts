@@ -9,9 +9,9 @@ import { formField, type Mailbox } from '../login/support.ts';
 import { postgresServerUrl, type TestDatabase } from '../support/databases.ts';
 import {
   type Cluster,
+  type ClusterWorld,
   hit,
   startClusterWorld,
-  type startOrigin,
   stopClusterWorld,
   WireBrowser,
   waitUntil,
@@ -24,7 +24,7 @@ describe.skipIf(!postgresServerUrl)(
   () => {
     let database: TestDatabase;
     let mailbox: Mailbox;
-    let origin: Awaited<ReturnType<typeof startOrigin>>;
+    let origin: ClusterWorld['origin'];
     let cluster: Cluster;
     let serviceToken: { id: string; client_id: string; client_secret: string };
     let appId: string;

@@ -23,10 +23,10 @@ import { Browser } from '../support/browser.ts';
 import { postgresServerUrl, type TestDatabase } from '../support/databases.ts';
 import {
   type Cluster,
+  type ClusterWorld,
   hit,
   type Node,
   startClusterWorld,
-  type startOrigin,
   stopClusterWorld,
   WireBrowser,
   waitUntil,
@@ -47,7 +47,7 @@ describe.skipIf(!postgresServerUrl)(
   () => {
     let database: TestDatabase;
     let mailbox: Mailbox;
-    let origin: Awaited<ReturnType<typeof startOrigin>>;
+    let origin: ClusterWorld['origin'];
     let cluster: Cluster;
     let db: pg.Client;
     let appId: string;
