@@ -1,9 +1,11 @@
-// Proxy benchmark: `npx tsx bench/proxy/run.ts [--baseline <other checkout>]` (needs wrk; nginx is
-// optional: `apt-get install -y wrk nginx-light`). Loopback only, about two minutes. With
-// --baseline, that checkout's gatehouse server is measured in the same run (before/after).
+// Proxy benchmark: `npx tsx bench/proxy/run.ts [--baseline <other checkout>] [--rounds N]` (needs
+// wrk; nginx is optional: `apt-get install -y wrk nginx-light`). Loopback only, about three
+// minutes. With --baseline, that checkout's gatehouse server is measured in the same run
+// (before/after). Every node process runs with the node flags of bin/gatehouse.js's `#!` line.
 // Setup as in spec/stack.md §4: the server under test alone on CPU 1 (taskset), wrk and the
-// origin on CPU 0; `wrk -t1 -c32 -d5s --latency`; 3 interleaved rounds after a warm-up;
-// medians. CPU µs/request = the server process's utime+stime from /proc/<pid>/stat / requests.
+// origin on CPU 0; `wrk -t1 -c32 -d5s --latency`; 3 interleaved rounds (--rounds) after a
+// warm-up; medians. CPU µs/request = the server process's utime+stime from /proc/<pid>/stat /
+// requests.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -12,15 +14,43 @@ import { freePort } from '../../test/support/ports.ts';
 import { has, pin, startNginx } from '../nginx.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const ROUNDS = 3;
+const ROUNDS = roundsOption();
 const SECONDS = 5;
 const CONNECTIONS = 32;
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
 const children: ChildProcess[] = [];
-process.on('exit', () => {
+const stopAtEnd: (() => void)[] = [];
+function stopAll(): void {
   for (const child of children) child.kill('SIGTERM');
-});
+  for (const stop of stopAtEnd.splice(0)) stop();
+}
+process.on('exit', stopAll);
+
+/** `--rounds N` (default 3): more interleaved rounds when the machine is noisy. */
+function roundsOption(): number {
+  const at = process.argv.indexOf('--rounds');
+  if (at === -1) return 3;
+  const rounds = Number(process.argv[at + 1]);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50) throw new Error('--rounds takes 1 to 50');
+  return rounds;
+}
+
+/**
+ * The node flags on a checkout's bin/gatehouse.js `#!` line (`#!/usr/bin/env -S node <flags>`),
+ * which `npx gatehouse start` runs with. This tree's flags go to every node process of the bench,
+ * the reference proxy included, so the ratios compare the proxies' code and not their runtime
+ * settings; a --baseline checkout's gateway runs with its own bin's flags.
+ */
+function binNodeFlags(root: string): string[] {
+  const shebang = readFileSync(path.join(root, 'bin/gatehouse.js'), 'utf8').split('\n', 1)[0]!.trim();
+  const words = shebang.split(/\s+/);
+  if (!shebang.startsWith('#!') || !words.includes('node')) {
+    throw new Error(`${root}/bin/gatehouse.js does not start with a #!…node line: ${shebang}`);
+  }
+  return words.slice(words.indexOf('node') + 1);
+}
+const NODE_FLAGS = binNodeFlags(path.resolve(here, '../..'));
 
 /** Starts `servers.ts <mode>` as a plain node process (tsx as an import hook, no extra process). */
 async function startNode(
@@ -28,17 +58,26 @@ async function startNode(
   mode: string,
   ...args: string[]
 ): Promise<Record<string, string> & { pid: number }> {
-  return startServers(path.join(here, 'servers.ts'), cpu, mode, ...args);
+  return startServers(path.join(here, 'servers.ts'), NODE_FLAGS, cpu, mode, ...args);
 }
 
 /** `servers.ts` of this tree, or of another checkout (`--baseline <dir>`: before/after in one run). */
 async function startServers(
   script: string,
+  nodeFlags: string[],
   cpu: number,
   mode: string,
   ...args: string[]
 ): Promise<Record<string, string> & { pid: number }> {
-  const [command, ...rest] = pin(cpu, [process.execPath, '--import', 'tsx', script, mode, ...args]);
+  const [command, ...rest] = pin(cpu, [
+    process.execPath,
+    ...nodeFlags,
+    '--import',
+    'tsx',
+    script,
+    mode,
+    ...args,
+  ]);
   const child = spawn(command!, rest, { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   return new Promise((resolve, reject) => {
@@ -110,6 +149,7 @@ async function main(): Promise<void> {
   const baseline = baselineDir
     ? await startServers(
         path.resolve(baselineDir, 'bench/proxy/servers.ts'),
+        binNodeFlags(path.resolve(baselineDir)),
         1,
         'gatehouse',
         String(baselinePort),
@@ -117,7 +157,10 @@ async function main(): Promise<void> {
       )
     : null;
   const nginxPort = await freePort();
-  const nginxPid = (await startNginx([{ port: nginxPort, upstreams: [originPort] }], 1))?.workerPid ?? null;
+  const nginx = await startNginx([{ port: nginxPort, upstreams: [originPort] }], 1);
+  // nginx runs in the foreground as this process's child: stop it, or the bench never exits.
+  if (nginx) stopAtEnd.push(nginx.stop);
+  const nginxPid = nginx?.workerPid ?? null;
   if (nginxPid === null) process.stderr.write('nginx not installed: the outside anchor is left out\n');
 
   const appHost = 'Host: app.test';
@@ -205,6 +248,4 @@ main()
     process.stderr.write(`${(error as Error).stack}\n`);
     process.exitCode = 1;
   })
-  .finally(() => {
-    for (const child of children) child.kill('SIGTERM');
-  });
+  .finally(stopAll);

@@ -96,6 +96,24 @@ describe.concurrent('gatehouse', () => {
     expect(accounts).toEqual([{ account_id: running.accountId }]);
   });
 
+  it('run as an installed command, its #! line gives node the larger young generation and SIGTERM still stops it cleanly', async () => {
+    const cwd = workDir();
+    const gatehouse = startCli(['start', '--data-dir', 'data', '--listen', '127.0.0.1:0'], {
+      cwd,
+      viaShebang: true,
+    });
+    const running = JSON.parse(await gatehouse.waitForStderr(/Gatehouse is running/)) as { listen: string };
+    // `env -S` replaced itself with node (no launcher in between): the child is the server, and
+    // node accepted the flag (it refuses to start on an unknown one).
+    const commandLine = readFileSync(`/proc/${gatehouse.child.pid}/cmdline`, 'utf8').split('\0');
+    expect(path.basename(commandLine[0]!)).toBe('node');
+    expect(commandLine).toContain('--max-semi-space-size=32');
+    expect((await get(running.listen, '/healthz', 'auth.localhost:8080')).status).toBe(200);
+    const result = await gatehouse.stop('SIGTERM');
+    expect(result).toMatchObject({ code: 0, signal: null });
+    expect(result.stderr).toContain('"msg":"stopped"');
+  });
+
   it('migrate applies the migrations and creates the account, but no keys', async () => {
     const cwd = workDir();
     const first = await runCli(['migrate', '--data-dir', 'data'], { cwd });

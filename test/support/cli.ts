@@ -22,6 +22,12 @@ export interface CliOptions {
   env?: Record<string, string>;
   /** The child is SIGKILLed after this long (default 20 s). */
   timeoutMs?: number;
+  /**
+   * Execute bin/gatehouse.js itself, as a shell running `npx gatehouse` or `gatehouse` on PATH
+   * does: its `#!` line then picks node and node's flags. By default the test's own node binary
+   * runs the file (`node bin/gatehouse.js`), which ignores that line.
+   */
+  viaShebang?: boolean;
 }
 
 const running = new Set<ChildProcess>();
@@ -52,7 +58,10 @@ export interface CliProcess {
 
 /** Starts `node bin/gatehouse.js ...args` and returns a handle on the running child. */
 export function startCli(args: string[], options: CliOptions): CliProcess {
-  const child = spawn(process.execPath, [binPath, ...args], {
+  const [command, commandArgs] = options.viaShebang
+    ? [binPath, args]
+    : [process.execPath, [binPath, ...args]];
+  const child = spawn(command, commandArgs, {
     cwd: options.cwd,
     env: childEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe'],
