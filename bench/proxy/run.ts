@@ -1,7 +1,7 @@
 // Proxy benchmark: `npx tsx bench/proxy/run.ts [--baseline <other checkout>] [--rounds N]` (needs
 // wrk; nginx is optional: `apt-get install -y wrk nginx-light`). Loopback only, about three
 // minutes. With --baseline, that checkout's gatehouse server is measured in the same run
-// (before/after). Every node process runs with the node flags of bin/gatehouse.js's `#!` line.
+// (before/after). The gateway runs with the node flags of bin/gatehouse.js's `#!` line.
 // Setup as in spec/stack.md §4: the server under test alone on CPU 1 (taskset), wrk and the
 // origin on CPU 0; `wrk -t1 -c32 -d5s --latency`; 3 interleaved rounds (--rounds) after a
 // warm-up; medians. CPU µs/request = the server process's utime+stime from /proc/<pid>/stat /
@@ -37,10 +37,10 @@ function roundsOption(): number {
 }
 
 /**
- * The node flags on a checkout's bin/gatehouse.js `#!` line (`#!/usr/bin/env -S node <flags>`),
- * which `npx gatehouse start` runs with. This tree's flags go to every node process of the bench,
- * the reference proxy included, so the ratios compare the proxies' code and not their runtime
- * settings; a --baseline checkout's gateway runs with its own bin's flags.
+ * The node flags on a checkout's bin/gatehouse.js `#!` line (`#!/usr/bin/env -S node <flags>`):
+ * the gateway is measured as `npx gatehouse start` runs it (a --baseline checkout's with its own
+ * bin's flags). The origin and the reference proxy run with Node's defaults, which suit a
+ * minimal proxy better (bench/README.md: with the gateway's flags the reference got slower).
  */
 function binNodeFlags(root: string): string[] {
   const shebang = readFileSync(path.join(root, 'bin/gatehouse.js'), 'utf8').split('\n', 1)[0]!.trim();
@@ -50,7 +50,7 @@ function binNodeFlags(root: string): string[] {
   }
   return words.slice(words.indexOf('node') + 1);
 }
-const NODE_FLAGS = binNodeFlags(path.resolve(here, '../..'));
+const GATEWAY_NODE_FLAGS = binNodeFlags(path.resolve(here, '../..'));
 
 /** Starts `servers.ts <mode>` as a plain node process (tsx as an import hook, no extra process). */
 async function startNode(
@@ -58,7 +58,8 @@ async function startNode(
   mode: string,
   ...args: string[]
 ): Promise<Record<string, string> & { pid: number }> {
-  return startServers(path.join(here, 'servers.ts'), NODE_FLAGS, cpu, mode, ...args);
+  const nodeFlags = mode === 'gatehouse' ? GATEWAY_NODE_FLAGS : [];
+  return startServers(path.join(here, 'servers.ts'), nodeFlags, cpu, mode, ...args);
 }
 
 /** `servers.ts` of this tree, or of another checkout (`--baseline <dir>`: before/after in one run). */
