@@ -4,8 +4,8 @@
 // (before/after). The gateway runs with the node flags of bin/gatehouse.js's `#!` line.
 // Setup as in spec/stack.md §4: the server under test alone on CPU 1 (taskset), wrk and the
 // origin on CPU 0; `wrk -t1 -c32 -d5s --latency`; 3 interleaved rounds (--rounds) after a
-// warm-up; medians. CPU µs/request = the server process's utime+stime from /proc/<pid>/stat /
-// requests.
+// warm-up; medians, and ratios to the reference paired per round. CPU µs/request = the server
+// process's utime+stime from /proc/<pid>/stat / requests.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -224,10 +224,11 @@ async function main(): Promise<void> {
     for (const config of configs)
       runs.get(config.name)!.push(measure(config.pid, config.port, config.headers));
   }
+  // Ratios pair each round with the reference's run in the same round, then take the median: on a
+  // machine whose speed drifts (a shared host), a slow stretch then moves both sides of a ratio.
   const reference_ = runs.get('reference undici proxy (no auth)')!;
-  const refRps = median(reference_.map((run) => run.rps));
-  const refCpu = median(reference_.map((run) => run.cpuUsPerRequest));
-  const refP99 = median(reference_.map((run) => run.p99ms));
+  const ratio = (list: Run[], field: keyof Run) =>
+    median(list.map((run, round) => run[field] / reference_[round]![field]));
   const lines = [
     `| config | req/s (median of ${ROUNDS}) | runs | p99 ms | CPU µs/req | req/s vs ref | CPU vs ref | p99 vs ref |`,
     '|---|---|---|---|---|---|---|---|',
@@ -238,7 +239,7 @@ async function main(): Promise<void> {
     const cpu = median(list.map((run) => run.cpuUsPerRequest));
     const p99 = median(list.map((run) => run.p99ms));
     lines.push(
-      `| ${config.name} | ${Math.round(rps).toLocaleString('en')} | ${list.map((run) => `${(run.rps / 1000).toFixed(1)}k`).join(', ')} | ${p99.toFixed(2)} | ${cpu.toFixed(1)} | ${(rps / refRps).toFixed(2)} | ${(cpu / refCpu).toFixed(2)} | ${(p99 / refP99).toFixed(2)} |`,
+      `| ${config.name} | ${Math.round(rps).toLocaleString('en')} | ${list.map((run) => `${(run.rps / 1000).toFixed(1)}k`).join(', ')} | ${p99.toFixed(2)} | ${cpu.toFixed(1)} | ${ratio(list, 'rps').toFixed(2)} | ${ratio(list, 'cpuUsPerRequest').toFixed(2)} | ${ratio(list, 'p99ms').toFixed(2)} |`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
