@@ -54,6 +54,10 @@ async function start(command: Command): Promise<void> {
     logger.info('stopped');
     return;
   }
+  // A worker listens for the primary's stop from its first moment: a stop sent while it is still
+  // starting (the primary was stopped right after forking) would otherwise be dropped, and the
+  // primary would wait for this worker forever.
+  const askedToStop = primaryAskedToStop();
   const changes = workerChangeFeed(settings);
   const gateway = await openGateway(settings, logger, { maintenance: true, ...(changes && { changes }) });
   // Loaded here, not at the top: the server pulls in the proxy and OIDC engine, which only
@@ -71,7 +75,7 @@ async function start(command: Command): Promise<void> {
     },
     `Gatehouse is running: team domain ${settings.teamDomain}, listening on ${bound.listen}`,
   );
-  await Promise.race([waitForSignal(logger), primaryAskedToStop()]);
+  await Promise.race([waitForSignal(logger), askedToStop]);
   await server.close();
   logger.info('stopped');
   // A worker's IPC channel would keep it alive after its server closed.

@@ -16,6 +16,10 @@ import { listenerTlsOptions } from '../tls/listener.ts';
  * worker may get the same SIGTERM too, and a second signal would cut its drain short. */
 const STOP_MESSAGE = { gatehouse: 'stop' } as const;
 
+/** A worker's word that it now listens for STOP_MESSAGE: an IPC message that arrives before a
+ * listener exists is dropped, so the primary holds a stop back until it hears this. */
+const STOP_LISTENER_READY = { gatehouse: 'stop-listener-ready' } as const;
+
 /** Resolves when the primary asks this worker to stop (never, outside a cluster worker). */
 export function primaryAskedToStop(): Promise<void> {
   return new Promise((resolve) => {
@@ -26,6 +30,7 @@ export function primaryAskedToStop(): Promise<void> {
       resolve();
     };
     process.on('message', onMessage);
+    process.send?.(STOP_LISTENER_READY);
   });
 }
 
@@ -86,8 +91,21 @@ export async function runPrimary(settings: Settings, logger: Logger, stop: Promi
   const prepared = await openGateway(settings, logger, { maintenance: true });
   await prepared.close();
   let stopping = false;
+  /** Per worker: resolves once it can receive a stop (or has exited). */
+  const stoppable = new Map<Worker, Promise<void>>();
   const fork = (): Worker => {
     const worker = cluster.fork();
+    stoppable.set(
+      worker,
+      new Promise((resolve) => {
+        worker.once('exit', () => resolve());
+        worker.on('message', (message: unknown) => {
+          if ((message as typeof STOP_LISTENER_READY | null)?.gatehouse === STOP_LISTENER_READY.gatehouse) {
+            resolve();
+          }
+        });
+      }),
+    );
     worker.on('message', (message: unknown) => {
       if (!isChangesMessage(message)) return;
       for (const other of Object.values(cluster.workers ?? {})) {
@@ -95,6 +113,7 @@ export async function runPrimary(settings: Settings, logger: Logger, stop: Promi
       }
     });
     worker.on('exit', (code, signal) => {
+      stoppable.delete(worker);
       if (stopping) return;
       logger.error({ worker: worker.process.pid, code, signal }, 'worker exited; starting another');
       fork();
@@ -112,7 +131,10 @@ export async function runPrimary(settings: Settings, logger: Logger, stop: Promi
         new Promise<void>((resolve) => {
           if (worker.isDead()) return resolve();
           worker.once('exit', () => resolve());
-          worker.send(STOP_MESSAGE);
+          // A worker stopped while still starting gets the stop once it can hear it.
+          void stoppable.get(worker)?.then(() => {
+            if (!worker.isDead() && worker.isConnected()) worker.send(STOP_MESSAGE);
+          });
         }),
     ),
   );

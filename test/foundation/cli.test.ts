@@ -10,6 +10,10 @@ import { PERMISSION_GROUPS } from '../../src/api/permissions.ts';
 import { migrations } from '../../src/store/migrations.ts';
 import { killAllCli, runCli, startCli } from '../support/cli.ts';
 import { tempDir } from '../support/databases.ts';
+import { freePort } from '../support/ports.ts';
+
+/** What bin/gatehouse.js's `#!` line gives node (docs/deploy.md, Sizing). */
+const YOUNG_GENERATION_FLAGS = ['--min-semi-space-size=16', '--max-semi-space-size=32'];
 
 // The tests run concurrently (each one mostly waits on its child), so cleanup waits for all of them.
 const cleanups: (() => void)[] = [];
@@ -104,16 +108,38 @@ describe.concurrent('gatehouse', () => {
     });
     const running = JSON.parse(await gatehouse.waitForStderr(/Gatehouse is running/)) as { listen: string };
     // `env -S` replaced itself with node (no launcher in between): the child is the server, and
-    // node accepted the flag (it refuses to start on an unknown one).
+    // node accepted the flags (it refuses to start on an unknown one).
     const commandLine = readFileSync(`/proc/${gatehouse.child.pid}/cmdline`, 'utf8').split('\0');
     expect(path.basename(commandLine[0]!)).toBe('node');
-    expect(commandLine).toEqual(
-      expect.arrayContaining(['--min-semi-space-size=16', '--max-semi-space-size=32']),
-    );
+    expect(commandLine).toEqual(expect.arrayContaining(YOUNG_GENERATION_FLAGS));
     expect((await get(running.listen, '/healthz', 'auth.localhost:8080')).status).toBe(200);
     const result = await gatehouse.stop('SIGTERM');
     expect(result).toMatchObject({ code: 0, signal: null });
     expect(result.stderr).toContain('"msg":"stopped"');
+  });
+
+  it('--workers processes of an installed command run with the same node flags, and a stop during their start-up stops them', async () => {
+    const cwd = workDir();
+    const listen = `127.0.0.1:${await freePort()}`;
+    const gatehouse = startCli(['start', '--workers', '2', '--data-dir', 'data', '--listen', listen], {
+      cwd,
+      viaShebang: true,
+      timeoutMs: 60_000,
+    });
+    await gatehouse.waitForStderr(/started workers/, 30_000);
+    // cluster.fork passes the primary's execArgv on; the workers are the primary's children.
+    const primary = gatehouse.child.pid!;
+    const workers = readFileSync(`/proc/${primary}/task/${primary}/children`, 'utf8').trim().split(/\s+/);
+    expect(workers).toHaveLength(2);
+    for (const worker of workers) {
+      const commandLine = readFileSync(`/proc/${worker}/cmdline`, 'utf8').split('\0');
+      expect(commandLine).toEqual(expect.arrayContaining(YOUNG_GENERATION_FLAGS));
+    }
+    // The workers are still loading: the primary's stop message reaches them before they listen.
+    expect(gatehouse.stderr()).not.toContain('Gatehouse is running');
+    const result = await gatehouse.stop('SIGTERM');
+    expect(result).toMatchObject({ code: 0, signal: null });
+    expect(result.stderr.match(/"msg":"stopped"/g)).toHaveLength(3);
   });
 
   it('migrate applies the migrations and creates the account, but no keys', async () => {
