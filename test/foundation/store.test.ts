@@ -8,6 +8,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IngressRule } from '../../src/config/settings.ts';
 import type { Change } from '../../src/store/changes.ts';
+import { PostgresChangeFeed } from '../../src/store/changes-postgres.ts';
 import { migrations } from '../../src/store/migrations.ts';
 import { AccountRepository } from '../../src/store/repositories/accounts.ts';
 import { ApiTokenRepository } from '../../src/store/repositories/api-tokens.ts';
@@ -57,6 +58,14 @@ describe.each(databaseKinds)('store on %s', (kind) => {
     store = await Store.open(database.url);
     await store.migrate();
     accountId = (await new AccountRepository(store).ensure(defaults)).accountId;
+    // On PostgreSQL the first subscription opens the LISTEN connection, whose first reconcile
+    // announces every table once; a test subscribing first would catch those announcements
+    // (recordUse's "no change" test did, now and then). Start following here and wait it out.
+    if (store.changes instanceof PostgresChangeFeed) {
+      const unsubscribe = store.changes.subscribe(() => {});
+      expect(await store.changes.ready()).toBe(true);
+      unsubscribe();
+    }
   });
   afterAll(async () => {
     await store?.close();
