@@ -14,7 +14,7 @@ export function sha256Hex(value: string): string {
 
 /** Whether `secret` hashes to `storedHash` (hex SHA-256), in constant time. */
 export function secretMatchesHash(secret: string, storedHash: string): boolean {
-  return digestMatchesHash(secretDigest(secret), storedHash);
+  return digestsEqual(secretDigest(secret), Buffer.from(storedHash, 'hex'));
 }
 
 /** The SHA-256 of a secret, to compare with several stored hashes while hashing once (one-shot, no Hash object). */
@@ -24,26 +24,7 @@ export function secretDigest(secret: string): Buffer {
   return Buffer.from(hash('sha256', secret, 'binary'), 'binary');
 }
 
-/** Whether `digest` (secretDigest) is `storedHash` (hex SHA-256), in constant time. */
-export function digestMatchesHash(digest: Buffer, storedHash: string): boolean {
-  const expected = storedDigest(storedHash);
+/** Whether two digests are the same, in constant time (lengths are not secret). */
+export function digestsEqual(digest: Buffer, expected: Buffer): boolean {
   return expected.length === digest.length && timingSafeEqual(expected, digest);
-}
-
-/**
- * Stored hashes decoded from hex, remembered: the proxy checks a service token's secret on every
- * request against the same one or two hashes. Keyed by the hash itself (never by a mutable
- * record), bounded, and holding only hashes, which are stored in the database anyway.
- */
-const decodedHashes = new Map<string, Buffer>();
-const DECODED_HASHES_LIMIT = 10_000;
-
-function storedDigest(storedHash: string): Buffer {
-  let decoded = decodedHashes.get(storedHash);
-  if (decoded === undefined) {
-    decoded = Buffer.from(storedHash, 'hex');
-    if (decodedHashes.size >= DECODED_HASHES_LIMIT) decodedHashes.clear();
-    decodedHashes.set(storedHash, decoded);
-  }
-  return decoded;
 }

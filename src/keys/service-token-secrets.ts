@@ -5,7 +5,7 @@
 // the previous one.
 import { randomBytes, randomInt } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import { digestMatchesHash, secretDigest } from './secrets.ts';
+import { digestsEqual, secretDigest } from './secrets.ts';
 
 const ALPHANUMERIC = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const SECRET_PREFIX = 'cfast_';
@@ -40,25 +40,63 @@ export interface ServiceTokenCredentials {
 }
 
 /**
- * Whether `secret` opens the token at `now`: the token is enabled (`enabled:false` stops both
- * secrets, spec §4.5) and unexpired, and the secret is the current one or the previous one
- * within its grace period. Both hashes are always compared, so timing does not tell which
- * secret matched or whether a previous one exists.
+ * A token's credentials decoded once (hashes to bytes, ISO times to milliseconds), for a check
+ * on every request: the proxy holds these, built when its configuration is loaded.
  */
+export interface PreparedServiceTokenCredentials {
+  enabled: boolean;
+  /** null for `duration: "forever"`. */
+  expiresAtMs: number | null;
+  secretDigest: Buffer;
+  previousSecretDigest: Buffer | null;
+  previousSecretExpiresAtMs: number | null;
+}
+
+export function prepareServiceTokenCredentials(
+  record: ServiceTokenCredentials,
+): PreparedServiceTokenCredentials {
+  return {
+    enabled: record.enabled,
+    expiresAtMs: record.expiresAt === null ? null : Date.parse(record.expiresAt),
+    secretDigest: Buffer.from(record.secretHash, 'hex'),
+    previousSecretDigest:
+      record.previousSecretHash === null ? null : Buffer.from(record.previousSecretHash, 'hex'),
+    previousSecretExpiresAtMs:
+      record.previousSecretExpiresAt === null ? null : Date.parse(record.previousSecretExpiresAt),
+  };
+}
+
+/** Enabled and unexpired (`enabled:false` stops both secrets and the sessions they started, spec §4.5). */
+export function serviceTokenUsable(token: PreparedServiceTokenCredentials, nowMs: number): boolean {
+  return token.enabled && (token.expiresAtMs === null || token.expiresAtMs > nowMs);
+}
+
+/**
+ * Whether `secret` opens the token at `nowMs`: the token is usable, and the secret is the current
+ * one or the previous one within its grace period. Both digests are always compared, so timing
+ * does not tell which secret matched or whether a previous one exists.
+ */
+export function secretOpensToken(
+  token: PreparedServiceTokenCredentials,
+  secret: string,
+  nowMs: number,
+): boolean {
+  const digest = secretDigest(secret);
+  const current = digestsEqual(digest, token.secretDigest);
+  const previous = digestsEqual(digest, token.previousSecretDigest ?? token.secretDigest);
+  if (!serviceTokenUsable(token, nowMs)) return false;
+  const previousValid =
+    token.previousSecretDigest !== null &&
+    token.previousSecretExpiresAtMs !== null &&
+    token.previousSecretExpiresAtMs > nowMs;
+  return current || (previousValid && previous);
+}
+
+/** secretOpensToken for a token as stored (tests of what the API wrote check it this way). */
 export function verifyServiceTokenSecret(
   record: ServiceTokenCredentials,
   secret: string,
   now: Date,
 ): boolean {
-  const digest = secretDigest(secret);
-  const current = digestMatchesHash(digest, record.secretHash);
-  const previous = digestMatchesHash(digest, record.previousSecretHash ?? record.secretHash);
-  const time = now.getTime();
-  if (!record.enabled) return false;
-  if (record.expiresAt !== null && Date.parse(record.expiresAt) <= time) return false;
-  const previousValid =
-    record.previousSecretHash !== null &&
-    record.previousSecretExpiresAt !== null &&
-    Date.parse(record.previousSecretExpiresAt) > time;
-  return current || (previousValid && previous);
+  return secretOpensToken(prepareServiceTokenCredentials(record), secret, now.getTime());
 }

@@ -3,7 +3,7 @@
 // is turned into this shape by one adapter function, so the proxy never depends on how the
 // management API stores things, and the hot path never touches the database.
 import type { IngressRule } from '../config/settings.ts';
-import type { ServiceTokenCredentials } from '../keys/service-token-secrets.ts';
+import type { PreparedServiceTokenCredentials } from '../keys/service-token-secrets.ts';
 import type { AdmittedBy } from '../policy/session.ts';
 import type { Decision, EvaluateOptions, RequestContext } from '../policy/types.ts';
 
@@ -86,9 +86,10 @@ export const NO_APP_OPTIONS = Object.freeze({
 
 /**
  * A service token as the verifier needs it, looked up by `client_id`: hashes only (decision 9),
- * checked with verifyServiceTokenSecret (src/keys/service-token-secrets.ts).
+ * decoded once when the configuration is loaded (from-snapshot.ts) and checked per request with
+ * secretOpensToken (src/keys/service-token-secrets.ts).
  */
-export interface ServiceTokenRecord extends ServiceTokenCredentials {
+export interface ServiceTokenRecord extends PreparedServiceTokenCredentials {
   id: string;
   clientId: string;
 }

@@ -2,6 +2,7 @@
 // Converted once per snapshot (the snapshot is immutable and replaced on change), so requests
 // only pay for a reference comparison.
 
+import { prepareServiceTokenCredentials } from '../keys/service-token-secrets.ts';
 import { parseGoDuration } from '../policy/duration.ts';
 import {
   type CompiledApp,
@@ -34,7 +35,12 @@ export function proxyConfigFromSnapshot(snapshot: ConfigSnapshot): ProxyConfig {
       denyUnmatchedRequests: snapshot.account.denyUnmatchedRequests,
       strictServiceTokens: snapshot.account.strictServiceTokenAuth,
     },
-    serviceTokens: snapshot.serviceTokens,
+    serviceTokens: new Map(
+      [...snapshot.serviceTokens].map(([clientId, token]) => [
+        clientId,
+        { id: token.id, clientId: token.clientId, ...prepareServiceTokenCredentials(token) },
+      ]),
+    ),
     userRevocations: new Map(
       [...snapshot.userRevocations].map(([sub, at]) => [sub, Math.floor(Date.parse(at) / 1000)]),
     ),

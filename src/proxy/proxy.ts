@@ -8,6 +8,7 @@ import type { CountrySource } from '../geo/country.ts';
 import { beginHandOff } from '../keys/app-session.ts';
 import { TokenError } from '../keys/jwt.ts';
 import type { KeyRing } from '../keys/keyring.ts';
+import { serviceTokenUsable } from '../keys/service-token-secrets.ts';
 import { type AuditTrace, auditTrace } from '../policy/audit-trace.ts';
 import type { AdmittedBy } from '../policy/session.ts';
 import type { Decision, Identity, RequestContext } from '../policy/types.ts';
@@ -35,7 +36,7 @@ import {
   RoutingTable,
   stripPort,
 } from './routing.ts';
-import { readServiceCredential, serviceTokenUsable } from './service-tokens.ts';
+import { readServiceCredential } from './service-tokens.ts';
 import { type AppTokenClaims, TokenVerifier, type VerifiedToken } from './tokens.ts';
 
 export interface ProxyOptions {
@@ -764,7 +765,7 @@ export class GatehouseProxy {
   private serviceDecision(app: ProxyApp, record: ServiceTokenRecord, base: RequestContext): Decision {
     return this.rememberedDecision(record, app, base, () =>
       app.policies.evaluate({ ...base, serviceTokenId: record.id }),
-    )!;
+    );
   }
 
   /** Decision 1: a fresh token for this app, the same identity, `exp` no later than the presented one. */
@@ -896,8 +897,9 @@ function revocationState(config: ProxyConfig): string {
   for (const app of config.apps) parts.push(`a${app.id}:${app.tokensRevokedAt}`);
   for (const [sub, at] of config.userRevocations) parts.push(`u${sub}:${at}`);
   for (const token of config.serviceTokens.values()) {
+    const previous = token.previousSecretDigest?.toString('hex');
     parts.push(
-      `s${token.id}:${token.enabled}:${token.expiresAt}:${token.secretHash}:${token.previousSecretHash}`,
+      `s${token.id}:${token.enabled}:${token.expiresAtMs}:${token.secretDigest.toString('hex')}:${previous}`,
     );
   }
   return parts.join('|');

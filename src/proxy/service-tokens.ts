@@ -1,8 +1,8 @@
 // Service token credentials (spec §4.5): `CF-Access-Client-Id` + `CF-Access-Client-Secret`, or
 // the app's `read_service_tokens_from_header` header holding
 // `{"cf-access-client-id":…,"cf-access-client-secret":…}`. Verified against the in-memory
-// snapshot with the store's own secret check (current secret, or the previous one in its grace).
-import { verifyServiceTokenSecret } from '../keys/service-token-secrets.ts';
+// configuration's decoded credentials (current secret, or the previous one in its grace).
+import { secretOpensToken } from '../keys/service-token-secrets.ts';
 import type { ServiceTokenRecord } from './config.ts';
 import type { ScannedHeaders } from './headers.ts';
 
@@ -51,12 +51,6 @@ export function readServiceCredential(
     return { kind: 'invalid' };
   }
   const token = tokens.get(clientId.trim());
-  const matches =
-    token !== undefined && verifyServiceTokenSecret(token, secret.trim(), new Date(nowSeconds * 1000));
+  const matches = token !== undefined && secretOpensToken(token, secret.trim(), nowSeconds * 1000);
   return matches ? { kind: 'valid', token } : { kind: 'invalid' };
-}
-
-/** Enabled and unexpired: what a session started with the token needs on every request. */
-export function serviceTokenUsable(token: ServiceTokenRecord, nowMs: number): boolean {
-  return token.enabled && (token.expiresAt === null || Date.parse(token.expiresAt) > nowMs);
 }

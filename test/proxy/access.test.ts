@@ -3,6 +3,10 @@ import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appSessionMac, appSessionMeta } from '../../src/keys/app-session.ts';
 import { verifyJwt } from '../../src/keys/jwt.ts';
+import {
+  prepareServiceTokenCredentials,
+  type ServiceTokenCredentials,
+} from '../../src/keys/service-token-secrets.ts';
 import type { ProxyApp, ServiceTokenRecord } from '../../src/proxy/config.ts';
 import {
   API,
@@ -24,16 +28,19 @@ const now = () => Math.floor(Date.now() / 1000);
 const sha = (secret: string) => createHash('sha256').update(secret).digest('hex');
 const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
 
-function serviceToken(secret: string, extra: Partial<ServiceTokenRecord> = {}): ServiceTokenRecord {
+/** A token as the store holds it, decoded as the proxy's configuration loader does. */
+function serviceToken(secret: string, extra: Partial<ServiceTokenCredentials> = {}): ServiceTokenRecord {
   return {
     id: randomUUID(),
     clientId: `${randomUUID().replace(/-/g, '')}.access`,
-    secretHash: sha(secret),
-    previousSecretHash: null,
-    previousSecretExpiresAt: null,
-    expiresAt: null,
-    enabled: true,
-    ...extra,
+    ...prepareServiceTokenCredentials({
+      secretHash: sha(secret),
+      previousSecretHash: null,
+      previousSecretExpiresAt: null,
+      expiresAt: null,
+      enabled: true,
+      ...extra,
+    }),
   };
 }
 
