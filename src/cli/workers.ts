@@ -91,29 +91,28 @@ export async function runPrimary(settings: Settings, logger: Logger, stop: Promi
   const prepared = await openGateway(settings, logger, { maintenance: true });
   await prepared.close();
   let stopping = false;
-  /** Per worker: resolves once it can receive a stop (or has exited). */
-  const stoppable = new Map<Worker, Promise<void>>();
+  /** Per worker: resolves once it can hear a stop, or has exited. */
+  const stoppable = new WeakMap<Worker, Promise<void>>();
   const fork = (): Worker => {
     const worker = cluster.fork();
+    let canHearStop = () => {};
     stoppable.set(
       worker,
       new Promise((resolve) => {
-        worker.once('exit', () => resolve());
-        worker.on('message', (message: unknown) => {
-          if ((message as typeof STOP_LISTENER_READY | null)?.gatehouse === STOP_LISTENER_READY.gatehouse) {
-            resolve();
-          }
-        });
+        canHearStop = resolve;
       }),
     );
     worker.on('message', (message: unknown) => {
+      if ((message as typeof STOP_LISTENER_READY | null)?.gatehouse === STOP_LISTENER_READY.gatehouse) {
+        return canHearStop();
+      }
       if (!isChangesMessage(message)) return;
       for (const other of Object.values(cluster.workers ?? {})) {
         if (other && other !== worker && other.isConnected()) other.send(message);
       }
     });
     worker.on('exit', (code, signal) => {
-      stoppable.delete(worker);
+      canHearStop();
       if (stopping) return;
       logger.error({ worker: worker.process.pid, code, signal }, 'worker exited; starting another');
       fork();
